@@ -1,0 +1,8 @@
+#include "convert.h"
+#include "families.h"
+
+namespace metalnn::py_bind {
+
+void bind_dropout(py::module_& ops) {}
+
+}  // namespace metalnn::py_bind

@@ -1,0 +1,15 @@
+// One bind function per op family; module.cpp calls them all.
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace metalnn::py_bind {
+void bind_core(pybind11::module_& m);
+void bind_neuron(pybind11::module_& ops);
+void bind_conv(pybind11::module_& ops);
+void bind_linear(pybind11::module_& ops);
+void bind_pooling(pybind11::module_& ops);
+void bind_dropout(pybind11::module_& ops);
+void bind_softmax(pybind11::module_& ops);
+void bind_loss(pybind11::module_& ops);
+void bind_optimizer(pybind11::module_& ops);
+}  // namespace metalnn::py_bind

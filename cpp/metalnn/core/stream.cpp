@@ -1,0 +1,124 @@
+#include "metalnn/core/stream.h"
+
+#include "metalnn/core/error.h"
+
+namespace metalnn {
+
+bool Event::done() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return done_;
+}
+
+void Event::wait() const {
+  std::unique_lock<std::mutex> lock(mutex_);
+  cv_.wait(lock, [&] { return done_; });
+  if (error_) std::rethrow_exception(error_);
+}
+
+std::exception_ptr Event::error() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return error_;
+}
+
+void Event::on_complete(Callback cb) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!done_) {
+      callbacks_.push_back(std::move(cb));
+      return;
+    }
+  }
+  cb(*this);
+}
+
+void Event::complete(std::exception_ptr error) {
+  std::vector<Callback> callbacks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    error_ = error;
+    done_ = true;
+    callbacks.swap(callbacks_);
+  }
+  cv_.notify_all();
+  for (auto& cb : callbacks) {
+    try {
+      cb(*this);
+    } catch (...) {  // a failing callback must not take the stream down
+    }
+  }
+}
+
+CpuStream::CpuStream() : worker_([this] { run(); }) {}
+
+CpuStream::~CpuStream() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+std::shared_ptr<Event> CpuStream::submit(CommandList list) {
+  auto event = std::make_shared<Event>();
+  for (auto& cb : list.callbacks_) event->on_complete(std::move(cb));
+  list.callbacks_.clear();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stop_) fail(ErrorKind::Runtime, "stream", "submit on a stream that is shutting down");
+    queue_.push_back(Item{std::move(list), event});
+    last_ = event;
+  }
+  cv_.notify_all();
+  return event;
+}
+
+void CpuStream::synchronize() {
+  std::shared_ptr<Event> last;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    last = last_;
+  }
+  // Lists run in order, so the last one finishing means all have.
+  if (last) {
+    try {
+      last->wait();
+    } catch (...) {  // errors belong to their own event, not to synchronize
+    }
+  }
+}
+
+void CpuStream::run() {
+  for (;;) {
+    Item item;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stop requested and drained
+      item = std::move(queue_.front());
+    }
+    std::exception_ptr error;
+    for (auto& command : item.list.commands_) {
+      try {
+        command();
+      } catch (...) {
+        error = std::current_exception();
+        break;  // the rest of this list depends on the failed command
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.pop_front();
+    }
+    item.event->complete(error);
+    cv_.notify_all();
+  }
+}
+
+std::unique_ptr<Stream> make_stream(Device device) {
+  if (device.type != DeviceType::cpu)
+    fail(ErrorKind::Value, "stream", "device ", device.str(), " is not available in this build");
+  return std::make_unique<CpuStream>();
+}
+
+}  // namespace metalnn

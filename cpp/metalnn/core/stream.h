@@ -1,0 +1,91 @@
+// Streams and command lists, shaped after Metal command buffers and CUDA streams:
+// record commands into a CommandList, submit it to a Stream (asynchronous, in
+// order), get an Event that completes when it has run; completion callbacks fire
+// on the stream's thread; an error inside a command is stored on the event and
+// re-raised by wait(), the stream itself keeps working.
+#pragma once
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "metalnn/core/device.h"
+
+namespace metalnn {
+
+class Event {
+ public:
+  using Callback = std::function<void(const Event&)>;
+
+  bool done() const;
+  // Blocks until complete; rethrows the first error raised by a command.
+  void wait() const;
+  std::exception_ptr error() const;
+  // Runs `cb` on completion (immediately on the caller's thread if already done).
+  void on_complete(Callback cb);
+
+  // Used by streams.
+  void complete(std::exception_ptr error);
+
+ private:
+  mutable std::mutex mutex_;
+  mutable std::condition_variable cv_;
+  bool done_ = false;
+  std::exception_ptr error_;
+  std::vector<Callback> callbacks_;
+};
+
+// A recorded sequence of work: on CPU closures, on Metal one command buffer,
+// on CUDA a capture of kernel launches.
+class CommandList {
+ public:
+  void add(std::function<void()> command) { commands_.push_back(std::move(command)); }
+  void on_complete(Event::Callback cb) { callbacks_.push_back(std::move(cb)); }
+  size_t size() const { return commands_.size(); }
+
+ private:
+  friend class CpuStream;
+  std::vector<std::function<void()>> commands_;
+  std::vector<Event::Callback> callbacks_;
+};
+
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  virtual Device device() const = 0;
+  // Queues the list and returns at once; lists run in submission order.
+  virtual std::shared_ptr<Event> submit(CommandList list) = 0;
+  // Waits for everything submitted so far.
+  virtual void synchronize() = 0;
+};
+
+// The CPU stream runs command lists on a dedicated worker thread.
+class CpuStream final : public Stream {
+ public:
+  CpuStream();
+  ~CpuStream() override;
+  Device device() const override { return Device{DeviceType::cpu, 0}; }
+  std::shared_ptr<Event> submit(CommandList list) override;
+  void synchronize() override;
+
+ private:
+  void run();
+  struct Item {
+    CommandList list;
+    std::shared_ptr<Event> event;
+  };
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Item> queue_;
+  std::shared_ptr<Event> last_;
+  bool stop_ = false;
+  std::thread worker_;
+};
+
+std::unique_ptr<Stream> make_stream(Device device);
+
+}  // namespace metalnn
