@@ -52,6 +52,16 @@ Tensor make_tensor(py::handle data, std::optional<std::string> dtype, std::optio
   return t;
 }
 
+// A Python callable that may be released on a non-Python thread: take the GIL to drop it.
+struct GilCallable {
+  py::function fn;
+  explicit GilCallable(py::function f) : fn(std::move(f)) {}
+  ~GilCallable() {
+    py::gil_scoped_acquire gil;
+    fn = py::function();
+  }
+};
+
 }  // namespace
 
 void bind_core(py::module_& m) {
@@ -102,22 +112,22 @@ void bind_core(py::module_& m) {
             CommandList list;
             // Python callables run on the stream's thread and need the GIL there.
             for (auto& f : commands) {
-              auto fn = std::make_shared<py::function>(std::move(f));
+              auto fn = std::make_shared<GilCallable>(std::move(f));
               list.add([fn] {
                 py::gil_scoped_acquire gil;
                 try {
-                  (*fn)();
+                  fn->fn();
                 } catch (py::error_already_set& e) {
                   throw Error(ErrorKind::Runtime, "stream", std::string("command raised ") + e.what());
                 }
               });
             }
             if (on_complete) {
-              auto cb = std::make_shared<py::function>(std::move(*on_complete));
+              auto cb = std::make_shared<GilCallable>(std::move(*on_complete));
               list.on_complete([cb](const Event&) {
                 py::gil_scoped_acquire gil;
                 try {
-                  (*cb)();
+                  cb->fn();
                 } catch (py::error_already_set& e) {
                   e.discard_as_unraisable("metalnn stream completion callback");
                 }

@@ -32,20 +32,26 @@ void Event::on_complete(Callback cb) {
 }
 
 void Event::complete(std::exception_ptr error) {
-  std::vector<Callback> callbacks;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    error_ = error;
-    done_ = true;
-    callbacks.swap(callbacks_);
-  }
-  cv_.notify_all();
-  for (auto& cb : callbacks) {
-    try {
-      cb(*this);
-    } catch (...) {  // a failing callback must not take the stream down
+  // Callbacks run before waiters wake, so wait() returning means they have run.
+  for (;;) {
+    std::vector<Callback> callbacks;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      error_ = error;
+      if (callbacks_.empty()) {
+        done_ = true;
+        break;
+      }
+      callbacks.swap(callbacks_);
+    }
+    for (auto& cb : callbacks) {
+      try {
+        cb(*this);
+      } catch (...) {  // a failing callback must not take the stream down
+      }
     }
   }
+  cv_.notify_all();
 }
 
 CpuStream::CpuStream() : worker_([this] { run(); }) {}

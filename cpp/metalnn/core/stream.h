@@ -25,7 +25,8 @@ class Event {
   // Blocks until complete; rethrows the first error raised by a command.
   void wait() const;
   std::exception_ptr error() const;
-  // Runs `cb` on completion (immediately on the caller's thread if already done).
+  // Runs `cb` on completion, before wait() returns (at once if already done). A callback
+  // must not wait() on its own event.
   void on_complete(Callback cb);
 
   // Used by streams.
