@@ -6,6 +6,18 @@ NCHW, matrices row-major, float32 or float16. Errors raise ValueError/TypeError 
 message starts with ``[op]`` and names the argument.
 """
 
+from .dropout import DropoutState, dropout_backward, dropout_forward
 from .neuron import NEURON_TYPES, neuron_backward, neuron_forward
+from .optimizer import (
+    adam_step,
+    adam_step_many,
+    rmsprop_step,
+    rmsprop_step_many,
+    sgd_step,
+    sgd_step_many,
+)
 
-__all__ = ["NEURON_TYPES", "neuron_backward", "neuron_forward"]
+__all__ = [
+    "DropoutState", "dropout_backward", "dropout_forward",
+    "adam_step", "adam_step_many", "rmsprop_step", "rmsprop_step_many", "sgd_step", "sgd_step_many",
+    "NEURON_TYPES", "neuron_backward", "neuron_forward"]
