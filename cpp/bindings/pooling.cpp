@@ -1,8 +1,99 @@
+#include <pybind11/stl.h>
+
 #include "convert.h"
 #include "families.h"
+#include "metalnn/ops/pooling.h"
 
 namespace metalnn::py_bind {
 
-void bind_pooling(py::module_& ops) {}
+namespace {
+
+// An int or a sequence of ints (kernel_size, stride, padding); anything else is a
+// ValueError naming the argument.
+std::vector<int64_t> int_list(py::handle h, const char* op, const char* arg) {
+  auto bad = [&] {
+    fail(ErrorKind::Value, op, arg, " must be an int or a tuple of ints, got ", std::string(py::repr(h)));
+  };
+  // Python and numpy integers (through __index__); bools and floats are refused.
+  auto to_int = [&](py::handle v) -> int64_t {
+    if (py::isinstance<py::bool_>(v) || py::isinstance<py::float_>(v)) bad();
+    PyObject* i = PyNumber_Index(v.ptr());
+    if (!i) {
+      PyErr_Clear();
+      bad();
+    }
+    return py::reinterpret_steal<py::int_>(i).cast<int64_t>();
+  };
+  if (!py::isinstance<py::sequence>(h) || py::isinstance<py::str>(h)) return {to_int(h)};
+  std::vector<int64_t> out;
+  for (auto v : h.cast<py::sequence>()) out.push_back(to_int(v));
+  return out;
+}
+
+Pool2dDescriptor descriptor(py::handle kernel, py::handle stride, py::handle padding, bool count_include_pad,
+                            const char* op) {
+  auto k = int_list(kernel, op, "kernel_size");
+  std::vector<int64_t> s;
+  if (!stride.is_none()) s = int_list(stride, op, "stride");
+  if (!stride.is_none() && s.empty()) fail(ErrorKind::Value, op, "stride must not be empty");
+  return Pool2dDescriptor::make(k, s, int_list(padding, op, "padding"), count_include_pad, op);
+}
+
+std::shared_ptr<State> state_arg(py::handle h, const char* op) {
+  if (h.is_none()) return nullptr;  // state_as names what is missing
+  if (!py::isinstance<State>(h))
+    fail(ErrorKind::Type, op, "state must be a State from max_pool2d_forward, got ",
+         std::string(py::str(py::type::of(h).attr("__name__"))));
+  return h.cast<std::shared_ptr<State>>();
+}
+
+}  // namespace
+
+void bind_pooling(py::module_& ops) {
+  py::class_<MaxPool2dState, State, std::shared_ptr<MaxPool2dState>>(
+      ops, "MaxPool2dState", "Argmax of each max-pooling window, for max_pool2d_backward.")
+      .def_property_readonly("argmax", [](const MaxPool2dState& s) { return to_numpy(s.argmax); },
+                             "int32 (N, C, H_out, W_out): index h*W + w of each window's winner in its plane")
+      .def_property_readonly("input_shape", [](const MaxPool2dState& s) { return py::tuple(py::cast(s.input_shape)); })
+      .def_property_readonly("dtype", [](const MaxPool2dState& s) { return std::string(dtype_name(s.dtype)); });
+
+  ops.def("max_pool2d_forward",
+          [](py::handle x, py::handle kernel_size, py::handle stride, py::handle padding) {
+            Call call("max_pool2d_forward");
+            Tensor tx = call.in(x, "x");
+            auto desc = descriptor(kernel_size, stride, padding, true, call.op());
+            auto [y, state] = without_gil([&] { return max_pool2d_forward(tx, desc); });
+            return py::make_tuple(call.out(y), py::cast(state));
+          },
+          py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0);
+  ops.def("max_pool2d_backward",
+          [](py::handle dy, py::handle state) {
+            Call call("max_pool2d_backward");
+            auto s = state_arg(state, call.op());
+            Tensor tdy = call.in(dy, "dy");
+            return call.out(without_gil([&] { return max_pool2d_backward(tdy, s); }));
+          },
+          py::arg("dy"), py::arg("state"));
+  ops.def("avg_pool2d_forward",
+          [](py::handle x, py::handle kernel_size, py::handle stride, py::handle padding, bool count_include_pad) {
+            Call call("avg_pool2d_forward");
+            Tensor tx = call.in(x, "x");
+            auto desc = descriptor(kernel_size, stride, padding, count_include_pad, call.op());
+            return call.out(without_gil([&] { return avg_pool2d_forward(tx, desc); }));
+          },
+          py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(), py::arg("padding") = 0,
+          py::arg("count_include_pad") = true);
+  ops.def("avg_pool2d_backward",
+          [](py::handle dy, py::handle input_shape, py::handle kernel_size, py::handle stride, py::handle padding,
+             bool count_include_pad) {
+            Call call("avg_pool2d_backward");
+            Tensor tdy = call.in(dy, "dy");
+            auto shape = int_list(input_shape, call.op(), "input_shape");
+            auto desc = descriptor(kernel_size, stride, padding, count_include_pad, call.op());
+            return call.out(without_gil([&] { return avg_pool2d_backward(tdy, Shape(shape), desc); }));
+          },
+          py::arg("dy"), py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride") = py::none(),
+          py::arg("padding") = 0, py::arg("count_include_pad") = true);
+}
 
 }  // namespace metalnn::py_bind

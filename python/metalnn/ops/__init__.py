@@ -7,6 +7,12 @@ message starts with ``[op]`` and names the argument.
 """
 
 from .dropout import DropoutState, dropout_backward, dropout_forward
+from .loss import (
+    REDUCTIONS,
+    SoftmaxCrossEntropyState,
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+)
 from .neuron import NEURON_TYPES, neuron_backward, neuron_forward
 from .optimizer import (
     adam_step,
@@ -16,8 +22,21 @@ from .optimizer import (
     sgd_step,
     sgd_step_many,
 )
+from .pooling import (
+    MaxPool2dState,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
 
 __all__ = [
     "DropoutState", "dropout_backward", "dropout_forward",
     "adam_step", "adam_step_many", "rmsprop_step", "rmsprop_step_many", "sgd_step", "sgd_step_many",
-    "NEURON_TYPES", "neuron_backward", "neuron_forward"]
+    "NEURON_TYPES", "neuron_backward", "neuron_forward",
+    "REDUCTIONS", "SoftmaxCrossEntropyState", "softmax_cross_entropy_backward",
+    "softmax_cross_entropy_forward",
+    "MaxPool2dState", "avg_pool2d_backward", "avg_pool2d_forward", "max_pool2d_backward",
+    "max_pool2d_forward",
+    "log_softmax_backward", "log_softmax_forward", "softmax_backward", "softmax_forward"]

@@ -1,0 +1,20 @@
+#pragma once
+#include "kernels/loss_params.h"
+#include "metalnn/core/tensor.h"
+
+namespace metalnn::cpu {
+
+// Writes the softmax probabilities (float32, logits' shape) and the weighted loss of each
+// position (float32, n * s values). labels: int32 indices or float32 probabilities;
+// weights: float32 (n) or undefined.
+void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, const Tensor& weights,
+                                   const Tensor& probs, const Tensor& loss, const MnnSoftmaxCrossEntropyParams& p);
+// Sum (or mean, by p.reduction) of the per-position losses, accumulated in double.
+float reduce_loss(const Tensor& loss, const MnnSoftmaxCrossEntropyParams& p);
+// dlogits = scale * dloss[pos] * w_n * (p - target); dloss is read only when
+// p.dloss_per_position.
+void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& weights,
+                                    const Tensor& dloss, const Tensor& dlogits,
+                                    const MnnSoftmaxCrossEntropyParams& p);
+
+}  // namespace metalnn::cpu

@@ -1,0 +1,170 @@
+#include "metalnn/ops/pooling.h"
+
+#include <climits>
+
+#include "metalnn/backend/cpu/pooling.h"
+#include "metalnn/ops/check.h"
+#include "metalnn/ops/dispatch.h"
+
+namespace metalnn {
+namespace {
+
+constexpr const char* kImage = "(N, C, H, W)";
+
+std::string tuple_str(const std::vector<int64_t>& v) { return shape_str(Shape(v.begin(), v.end())); }
+
+// Rejects planes whose element index would not fit the int32 argmax.
+void check_input(const char* op, const char* arg, const Shape& s) {
+  for (auto d : s)
+    if (d <= 0) fail(ErrorKind::Value, op, arg, " must have positive sizes, got shape ", shape_str(s));
+  if (s[2] * s[3] > INT32_MAX || s[0] * s[1] > INT32_MAX)
+    fail(ErrorKind::Value, op, arg, " is too large for 32-bit indices, got shape ", shape_str(s));
+}
+
+}  // namespace
+
+Pool2dDescriptor Pool2dDescriptor::make(const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
+                                        const std::vector<int64_t>& padding, bool count_include_pad,
+                                        const char* op) {
+  Pool2dDescriptor d;
+  if (kernel.size() != 1 && kernel.size() != 2)
+    fail(ErrorKind::Value, op, "kernel_size must be an int or a pair, got ", tuple_str(kernel));
+  for (auto k : kernel)
+    if (k <= 0) fail(ErrorKind::Value, op, "kernel_size must be positive, got ", tuple_str(kernel));
+  d.kernel_h = kernel[0];
+  d.kernel_w = kernel.back();
+  if (stride.empty()) {
+    d.stride_h = d.kernel_h;
+    d.stride_w = d.kernel_w;
+  } else {
+    if (stride.size() != 2 && stride.size() != 1)
+      fail(ErrorKind::Value, op, "stride must be an int or a pair, got ", tuple_str(stride));
+    for (auto s : stride)
+      if (s <= 0) fail(ErrorKind::Value, op, "stride must be positive, got ", tuple_str(stride));
+    d.stride_h = stride[0];
+    d.stride_w = stride.back();
+  }
+  if (padding.size() == 1 || padding.size() == 2) {
+    d.pad_top = d.pad_bottom = padding[0];
+    d.pad_left = d.pad_right = padding.back();
+  } else if (padding.size() == 4) {
+    d.pad_top = padding[0];
+    d.pad_bottom = padding[1];
+    d.pad_left = padding[2];
+    d.pad_right = padding[3];
+  } else {
+    fail(ErrorKind::Value, op, "padding must be an int, a pair or (top, bottom, left, right), got ",
+         tuple_str(padding));
+  }
+  for (auto p : padding)
+    if (p < 0) fail(ErrorKind::Value, op, "padding must be >= 0, got ", tuple_str(padding));
+  for (auto v : {d.kernel_h, d.kernel_w, d.stride_h, d.stride_w, d.pad_top, d.pad_bottom, d.pad_left, d.pad_right})
+    if (v > INT32_MAX / 4) fail(ErrorKind::Value, op, "kernel_size, stride and padding must be < 2^29");
+  d.count_include_pad = count_include_pad;
+  return d;
+}
+
+Shape Pool2dDescriptor::output_shape(const Shape& in, const char* op) const {
+  int64_t hp = in[2] + pad_top + pad_bottom, wp = in[3] + pad_left + pad_right;
+  if (hp < kernel_h || wp < kernel_w)
+    fail(ErrorKind::Value, op, "kernel_size (", kernel_h, ", ", kernel_w, ") is larger than the padded input (",
+         hp, ", ", wp, ")");
+  int64_t oh = (hp - kernel_h) / stride_h + 1, ow = (wp - kernel_w) / stride_w + 1;
+  // Windows move monotonically, so only the first and last along each axis can miss the input.
+  if (pad_top >= kernel_h || pad_left >= kernel_w)
+    fail(ErrorKind::Value, op, "padding (top ", pad_top, ", left ", pad_left,
+         ") leaves the first window with only padding for kernel_size (", kernel_h, ", ", kernel_w, ")");
+  if ((oh - 1) * stride_h - pad_top >= in[2] || (ow - 1) * stride_w - pad_left >= in[3])
+    fail(ErrorKind::Value, op, "padding (bottom ", pad_bottom, ", right ", pad_right,
+         ") leaves the last window with only padding for kernel_size (", kernel_h, ", ", kernel_w,
+         ") and stride (", stride_h, ", ", stride_w, ")");
+  return {in[0], in[1], oh, ow};
+}
+
+MnnPool2dParams Pool2dDescriptor::params(const Shape& in, const Shape& out) const {
+  MnnPool2dParams p;
+  p.n = (int32_t)in[0];
+  p.c = (int32_t)in[1];
+  p.h = (int32_t)in[2];
+  p.w = (int32_t)in[3];
+  p.out_h = (int32_t)out[2];
+  p.out_w = (int32_t)out[3];
+  p.kernel_h = (int32_t)kernel_h;
+  p.kernel_w = (int32_t)kernel_w;
+  p.stride_h = (int32_t)stride_h;
+  p.stride_w = (int32_t)stride_w;
+  p.pad_top = (int32_t)pad_top;
+  p.pad_bottom = (int32_t)pad_bottom;
+  p.pad_left = (int32_t)pad_left;
+  p.pad_right = (int32_t)pad_right;
+  p.count_include_pad = count_include_pad ? 1u : 0u;
+  return p;
+}
+
+std::pair<Tensor, std::shared_ptr<MaxPool2dState>> max_pool2d_forward(const Tensor& x,
+                                                                        const Pool2dDescriptor& desc) {
+  const char* op = "max_pool2d_forward";
+  check::rank(op, "x", x, 4, kImage);
+  check::floating(op, "x", x);
+  check_input(op, "x", x.shape());
+  Shape out = desc.output_shape(x.shape(), op);
+  auto state = std::make_shared<MaxPool2dState>();
+  state->argmax = Tensor::empty(out, DType::int32, x.device());
+  state->input_shape = x.shape();
+  state->dtype = x.dtype();
+  Tensor y = Tensor::empty(out, x.dtype(), x.device());
+  auto p = desc.params(x.shape(), out);
+  dispatch(op, x.device(), [&] { cpu::max_pool2d_forward(x, y, state->argmax, p); });
+  return {y, state};
+}
+
+Tensor max_pool2d_backward(const Tensor& dy, const std::shared_ptr<State>& state) {
+  const char* op = "max_pool2d_backward";
+  const auto& s = state_as<MaxPool2dState>(state, op, "max_pool2d_forward");
+  check::floating(op, "dy", dy);
+  if (dy.dtype() != s.dtype)
+    fail(ErrorKind::Type, op, "dy must have the dtype of the forward input (", dtype_name(s.dtype), "), got ",
+         dtype_name(dy.dtype()));
+  check::shape(op, "dy", dy, s.argmax.shape());
+  check::same_device(op, "dy", dy, "state", s.argmax);
+  Tensor dx = Tensor::empty(s.input_shape, dy.dtype(), dy.device());
+  const Shape& in = s.input_shape;
+  MnnPool2dParams p{};
+  p.n = (int32_t)in[0];
+  p.c = (int32_t)in[1];
+  p.h = (int32_t)in[2];
+  p.w = (int32_t)in[3];
+  p.out_h = (int32_t)dy.dim(2);
+  p.out_w = (int32_t)dy.dim(3);
+  dispatch(op, dy.device(), [&] { cpu::max_pool2d_backward(dy, s.argmax, dx, p); });
+  return dx;
+}
+
+Tensor avg_pool2d_forward(const Tensor& x, const Pool2dDescriptor& desc) {
+  const char* op = "avg_pool2d_forward";
+  check::rank(op, "x", x, 4, kImage);
+  check::floating(op, "x", x);
+  check_input(op, "x", x.shape());
+  Shape out = desc.output_shape(x.shape(), op);
+  Tensor y = Tensor::empty(out, x.dtype(), x.device());
+  auto p = desc.params(x.shape(), out);
+  dispatch(op, x.device(), [&] { cpu::avg_pool2d_forward(x, y, p); });
+  return y;
+}
+
+Tensor avg_pool2d_backward(const Tensor& dy, const Shape& input_shape, const Pool2dDescriptor& desc) {
+  const char* op = "avg_pool2d_backward";
+  if (input_shape.size() != 4)
+    fail(ErrorKind::Value, op, "input_shape must be (N, C, H, W), got ", shape_str(input_shape));
+  check_input(op, "input_shape", input_shape);
+  check::rank(op, "dy", dy, 4, kImage);
+  check::floating(op, "dy", dy);
+  Shape out = desc.output_shape(input_shape, op);
+  check::shape(op, "dy", dy, out);
+  Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
+  auto p = desc.params(input_shape, out);
+  dispatch(op, dy.device(), [&] { cpu::avg_pool2d_backward(dy, dx, p); });
+  return dx;
+}
+
+}  // namespace metalnn
