@@ -1,8 +1,54 @@
+#include <pybind11/stl.h>
+
 #include "convert.h"
 #include "families.h"
+#include "metalnn/ops/conv.h"
 
 namespace metalnn::py_bind {
 
-void bind_conv(py::module_& ops) {}
+using Ints = std::vector<int64_t>;
+
+void bind_conv(py::module_& ops) {
+  // stride / dilation: [s] or [sy, sx]; padding: [p], [py, px] or [top, bottom, left, right].
+  ops.def("conv2d_forward",
+          [](py::handle x, py::handle weight, py::handle bias, const Ints& stride, const Ints& padding,
+             const Ints& dilation, int64_t groups, const std::string& accumulation) {
+            Call call("conv2d_forward");
+            Tensor tx = call.in(x, "x"), tw = call.in(weight, "weight"), tb = call.in_opt(bias, "bias");
+            auto desc = Conv2dDescriptor::make(stride, padding, dilation, groups, accumulation, call.op());
+            return call.out(without_gil([&] { return conv2d_forward(tx, tw, tb, desc); }));
+          },
+          py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = Ints{1},
+          py::arg("padding") = Ints{0}, py::arg("dilation") = Ints{1}, py::arg("groups") = 1,
+          py::arg("accumulation") = "float");
+  ops.def("conv2d_backward_input",
+          [](py::handle dy, py::handle weight, const Ints& input_shape, const Ints& stride, const Ints& padding,
+             const Ints& dilation, int64_t groups, const std::string& accumulation) {
+            Call call("conv2d_backward_input");
+            Tensor tdy = call.in(dy, "dy"), tw = call.in(weight, "weight");
+            auto desc = Conv2dDescriptor::make(stride, padding, dilation, groups, accumulation, call.op());
+            return call.out(without_gil([&] { return conv2d_backward_input(tdy, tw, input_shape, desc); }));
+          },
+          py::arg("dy"), py::arg("weight"), py::arg("input_shape"), py::arg("stride") = Ints{1},
+          py::arg("padding") = Ints{0}, py::arg("dilation") = Ints{1}, py::arg("groups") = 1,
+          py::arg("accumulation") = "float");
+  ops.def("conv2d_backward_weight",
+          [](py::handle dy, py::handle x, const Ints& weight_shape, const Ints& stride, const Ints& padding,
+             const Ints& dilation, int64_t groups) {
+            Call call("conv2d_backward_weight");
+            Tensor tdy = call.in(dy, "dy"), tx = call.in(x, "x");
+            auto desc = Conv2dDescriptor::make(stride, padding, dilation, groups, "float", call.op());
+            return call.out(without_gil([&] { return conv2d_backward_weight(tdy, tx, weight_shape, desc); }));
+          },
+          py::arg("dy"), py::arg("x"), py::arg("weight_shape"), py::arg("stride") = Ints{1},
+          py::arg("padding") = Ints{0}, py::arg("dilation") = Ints{1}, py::arg("groups") = 1);
+  ops.def("conv2d_backward_bias",
+          [](py::handle dy) {
+            Call call("conv2d_backward_bias");
+            Tensor tdy = call.in(dy, "dy");
+            return call.out(without_gil([&] { return conv2d_backward_bias(tdy); }));
+          },
+          py::arg("dy"));
+}
 
 }  // namespace metalnn::py_bind

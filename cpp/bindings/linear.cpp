@@ -1,8 +1,50 @@
+#include <pybind11/stl.h>
+
 #include "convert.h"
 #include "families.h"
+#include "metalnn/core/error.h"
+#include "metalnn/ops/linear.h"
 
 namespace metalnn::py_bind {
 
-void bind_linear(py::module_& ops) {}
+using Ints = std::vector<int64_t>;
+
+void bind_linear(py::module_& ops) {
+  ops.def("fully_connected_forward",
+          [](py::handle x, py::handle weight, py::handle bias, const std::string& accumulation) {
+            Call call("fully_connected_forward");
+            Tensor tx = call.in(x, "x"), tw = call.in(weight, "weight"), tb = call.in_opt(bias, "bias");
+            auto desc = FullyConnectedDescriptor::make(accumulation, call.op());
+            return call.out(without_gil([&] { return fully_connected_forward(tx, tw, tb, desc); }));
+          },
+          py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("accumulation") = "float");
+  ops.def("fully_connected_backward_input",
+          [](py::handle dy, py::handle weight, const Ints& input_shape, const std::string& accumulation) {
+            Call call("fully_connected_backward_input");
+            Tensor tdy = call.in(dy, "dy"), tw = call.in(weight, "weight");
+            auto desc = FullyConnectedDescriptor::make(accumulation, call.op());
+            return call.out(
+                without_gil([&] { return fully_connected_backward_input(tdy, tw, input_shape, desc); }));
+          },
+          py::arg("dy"), py::arg("weight"), py::arg("input_shape"), py::arg("accumulation") = "float");
+  // weight_shape None (an empty list here) means (O, F).
+  ops.def("fully_connected_backward_weight",
+          [](py::handle dy, py::handle x, std::optional<Ints> weight_shape) {
+            Call call("fully_connected_backward_weight");
+            Tensor tdy = call.in(dy, "dy"), tx = call.in(x, "x");
+            if (weight_shape && weight_shape->empty())
+              fail(ErrorKind::Value, call.op(), "weight_shape must not be empty");
+            Ints ws = weight_shape.value_or(Ints{});
+            return call.out(without_gil([&] { return fully_connected_backward_weight(tdy, tx, ws); }));
+          },
+          py::arg("dy"), py::arg("x"), py::arg("weight_shape") = py::none());
+  ops.def("fully_connected_backward_bias",
+          [](py::handle dy) {
+            Call call("fully_connected_backward_bias");
+            Tensor tdy = call.in(dy, "dy");
+            return call.out(without_gil([&] { return fully_connected_backward_bias(tdy); }));
+          },
+          py::arg("dy"));
+}
 
 }  // namespace metalnn::py_bind

@@ -6,7 +6,19 @@ NCHW, matrices row-major, float32 or float16. Errors raise ValueError/TypeError 
 message starts with ``[op]`` and names the argument.
 """
 
+from .conv import (
+    conv2d_backward_bias,
+    conv2d_backward_input,
+    conv2d_backward_weight,
+    conv2d_forward,
+)
 from .dropout import DropoutState, dropout_backward, dropout_forward
+from .linear import (
+    fully_connected_backward_bias,
+    fully_connected_backward_input,
+    fully_connected_backward_weight,
+    fully_connected_forward,
+)
 from .loss import (
     REDUCTIONS,
     SoftmaxCrossEntropyState,
@@ -32,6 +44,9 @@ from .pooling import (
 from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
 
 __all__ = [
+    "conv2d_backward_bias", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_forward",
+    "fully_connected_backward_bias", "fully_connected_backward_input",
+    "fully_connected_backward_weight", "fully_connected_forward",
     "DropoutState", "dropout_backward", "dropout_forward",
     "adam_step", "adam_step_many", "rmsprop_step", "rmsprop_step_many", "sgd_step", "sgd_step_many",
     "NEURON_TYPES", "neuron_backward", "neuron_forward",

@@ -1,0 +1,140 @@
+#include "metalnn/backend/cpu/linear.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "metalnn/backend/cpu/blas.h"
+#include "metalnn/backend/cpu/conv_storage.h"
+#include "metalnn/core/half.h"
+#include "metalnn/core/thread_pool.h"
+
+namespace metalnn::cpu {
+namespace {
+
+// Sixteen running sums, so the loop vectorises without reassociation flags.
+inline float sum_row(const float* p, int64_t n) {
+  float acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += p[i + j];
+  float s = 0.f;
+  for (int j = 0; j < 16; ++j) s += acc[j];
+  for (; i < n; ++i) s += p[i];
+  return s;
+}
+
+// Output rows: the tensor itself for float32, a float32 buffer rounded back by finish().
+struct FloatOut {
+  const Tensor& t;
+  std::vector<float> buf;
+  explicit FloatOut(const Tensor& out) : t(out) {
+    if (t.dtype() != DType::float32) buf.resize((size_t)t.numel());
+  }
+  float* get() { return t.dtype() == DType::float32 ? t.data<float>() : buf.data(); }
+  void finish() { block_out(t, 0, t.numel(), get()); }
+};
+
+// y[n, o] = half-accumulated sum over f in order, then + bias (float16 storage).
+void forward_half(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+                  const MnnFullyConnectedParams& p) {
+  const std::vector<float> xf = to_float_vector(x), wf = to_float_vector(w);
+  const std::vector<float> bf = p.has_bias ? to_float_vector(bias) : std::vector<float>();
+  const int64_t F = p.in_features, O = p.out_features;
+  uint16_t* out = y.data<uint16_t>();
+  parallel_for((int64_t)p.batch * O, 16, [&](int64_t b, int64_t e) {
+    for (int64_t no = b; no < e; ++no) {
+      const float* xn = xf.data() + (no / O) * F;
+      const float* wo = wf.data() + (no % O) * F;
+      float acc = 0.f;
+      for (int64_t f = 0; f < F; ++f) acc = round_to_half(acc + xn[f] * wo[f]);
+      if (p.has_bias) acc = round_to_half(acc + bf[no % O]);
+      out[no] = float_to_half(acc);
+    }
+  });
+}
+
+// dx[n, f] = half-accumulated sum over o in order (float16 storage).
+void backward_input_half(const Tensor& dy, const Tensor& w, const Tensor& dx, const MnnFullyConnectedParams& p) {
+  const std::vector<float> dyf = to_float_vector(dy), wf = to_float_vector(w);
+  const int64_t F = p.in_features, O = p.out_features;
+  uint16_t* out = dx.data<uint16_t>();
+  parallel_for((int64_t)p.batch, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> acc((size_t)F);
+    for (int64_t n = b; n < e; ++n) {
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t o = 0; o < O; ++o) {
+        const float d = dyf[n * O + o];
+        const float* wo = wf.data() + o * F;
+        for (int64_t f = 0; f < F; ++f) acc[f] = round_to_half(acc[f] + d * wo[f]);
+      }
+      float_to_half_n(acc.data(), out + n * F, (size_t)F);
+    }
+  });
+}
+
+}  // namespace
+
+void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+                             const MnnFullyConnectedParams& p) {
+  if (p.accumulation == MNN_ACCUMULATE_HALF) {
+    forward_half(x, w, bias, y, p);
+    return;
+  }
+  const int64_t N = p.batch, F = p.in_features, O = p.out_features;
+  FloatView xf(x), wf(w), bf(p.has_bias ? bias : Tensor());
+  FloatOut out(y);
+  float* yf = out.get();
+  sgemm_parallel(false, true, N, O, F, 1.f, xf.get(), F, wf.get(), F, 0.f, yf, O);
+  if (const float* b = bf.get())
+    for (int64_t n = 0; n < N; ++n) {
+      float* row = yf + n * O;
+      for (int64_t o = 0; o < O; ++o) row[o] += b[o];
+    }
+  out.finish();
+}
+
+void fully_connected_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx,
+                                    const MnnFullyConnectedParams& p) {
+  if (p.accumulation == MNN_ACCUMULATE_HALF) {
+    backward_input_half(dy, w, dx, p);
+    return;
+  }
+  const int64_t N = p.batch, F = p.in_features, O = p.out_features;
+  FloatView dyf(dy), wf(w);
+  FloatOut out(dx);
+  sgemm_parallel(false, false, N, F, O, 1.f, dyf.get(), O, wf.get(), F, 0.f, out.get(), F);
+  out.finish();
+}
+
+void fully_connected_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw,
+                                     const MnnFullyConnectedParams& p) {
+  const int64_t N = p.batch, F = p.in_features, O = p.out_features;
+  FloatView dyf(dy), xf(x);
+  FloatOut out(dw);
+  sgemm_parallel(true, false, O, F, N, 1.f, dyf.get(), O, xf.get(), F, 0.f, out.get(), F);
+  out.finish();
+}
+
+void bias_backward(const Tensor& dy, const Tensor& db, int64_t N, int64_t O, int64_t inner) {
+  FloatView dyf(dy);
+  FloatOut out(db);
+  float* acc = out.get();
+  const float* d = dyf.get();
+  if (inner == 1) {
+    // Rows of O: add them up in batch order, vectorised along O.
+    std::fill(acc, acc + O, 0.f);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t o = 0; o < O; ++o) acc[o] += d[n * O + o];
+  } else {
+    parallel_for(O, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, N * inner)), [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; ++o) {
+        float s = 0.f;
+        for (int64_t n = 0; n < N; ++n) s += sum_row(d + (n * O + o) * inner, inner);
+        acc[o] = s;
+      }
+    });
+  }
+  out.finish();
+}
+
+}  // namespace metalnn::cpu
