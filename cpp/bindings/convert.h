@@ -27,6 +27,30 @@ auto without_gil(F&& f) {
   return f();
 }
 
+// A Python callable that may be released on a non-Python thread: take the GIL to drop it.
+struct GilCallable {
+  py::function fn;
+  explicit GilCallable(py::function f) : fn(std::move(f)) {}
+  ~GilCallable() {
+    py::gil_scoped_acquire gil;
+    fn = py::function();
+  }
+};
+
+// Owns an object whose destructor waits for a worker thread that may need the GIL
+// (streams, executors): the GIL is released while it is destroyed.
+template <class T>
+std::shared_ptr<T> gil_free_destruction(T* object) {
+  return std::shared_ptr<T>(object, [](T* p) {
+    if (PyGILState_Check()) {
+      py::gil_scoped_release release;
+      delete p;
+    } else {
+      delete p;
+    }
+  });
+}
+
 class Call {
  public:
   explicit Call(const char* op) : op_(op) {}

@@ -52,16 +52,6 @@ Tensor make_tensor(py::handle data, std::optional<std::string> dtype, std::optio
   return t;
 }
 
-// A Python callable that may be released on a non-Python thread: take the GIL to drop it.
-struct GilCallable {
-  py::function fn;
-  explicit GilCallable(py::function f) : fn(std::move(f)) {}
-  ~GilCallable() {
-    py::gil_scoped_acquire gil;
-    fn = py::function();
-  }
-};
-
 }  // namespace
 
 void bind_core(py::module_& m) {
@@ -103,9 +93,9 @@ void bind_core(py::module_& m) {
       .def("done", &Event::done)
       .def("wait", &Event::wait, py::call_guard<py::gil_scoped_release>(),
            "Blocks until the commands have run; re-raises the first error one raised.");
-  py::class_<Stream>(m, "Stream", "An in-order queue of command lists on a device.")
+  py::class_<Stream, std::shared_ptr<Stream>>(m, "Stream", "An in-order queue of command lists on a device.")
       .def(py::init([](std::optional<std::string> device) {
-             return make_stream(device ? parse_device(*device, "stream") : Device{});
+             return gil_free_destruction(make_stream(device ? parse_device(*device, "stream") : Device{}).release());
            }), py::arg("device") = py::none())
       .def_property_readonly("device", &Stream::device)
       .def("submit", [](Stream& s, std::vector<py::function> commands, std::optional<py::function> on_complete) {

@@ -12,4 +12,5 @@ void bind_dropout(pybind11::module_& ops);
 void bind_softmax(pybind11::module_& ops);
 void bind_loss(pybind11::module_& ops);
 void bind_optimizer(pybind11::module_& ops);
+void bind_graph(pybind11::module_& m);
 }  // namespace metalnn::py_bind

@@ -16,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
   metalnn::py_bind::bind_softmax(ops);
   metalnn::py_bind::bind_loss(ops);
   metalnn::py_bind::bind_optimizer(ops);
+  metalnn::py_bind::bind_graph(m);
 }

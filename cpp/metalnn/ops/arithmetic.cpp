@@ -1,0 +1,20 @@
+#include "metalnn/ops/arithmetic.h"
+
+#include "metalnn/backend/cpu/arithmetic.h"
+#include "metalnn/ops/check.h"
+#include "metalnn/ops/dispatch.h"
+
+namespace metalnn {
+
+Tensor add_forward(const Tensor& a, const Tensor& b) {
+  const char* op = "add_forward";
+  check::floating(op, "a", a);
+  check::same_dtype(op, "b", b, "a", a);
+  check::same_device(op, "b", b, "a", a);
+  check::shape(op, "b", b, a.shape());
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  dispatch(op, a.device(), [&] { cpu::add_forward(a, b, y); });
+  return y;
+}
+
+}  // namespace metalnn

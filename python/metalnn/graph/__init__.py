@@ -1,0 +1,38 @@
+"""The graph API: image nodes, filter nodes, gradient nodes and graphs (as MPSNNGraph)."""
+
+from .graph import BatchHandle, Graph
+from .nodes import (
+    AdditionNode,
+    ConvolutionNode,
+    DropoutNode,
+    FilterNode,
+    FullyConnectedNode,
+    GradientNode,
+    ImageNode,
+    LogSoftmaxNode,
+    NeuronAbsoluteNode,
+    NeuronELUNode,
+    NeuronGeLUNode,
+    NeuronHardSigmoidNode,
+    NeuronLeakyReLUNode,
+    NeuronLinearNode,
+    NeuronNode,
+    NeuronReLUNNode,
+    NeuronReLUNode,
+    NeuronSigmoidNode,
+    NeuronSoftPlusNode,
+    NeuronTanHNode,
+    PoolingAverageNode,
+    PoolingMaxNode,
+    SoftmaxCrossEntropyLossNode,
+    SoftmaxNode,
+)
+from .padding import Padding
+
+__all__ = [
+    "AdditionNode", "BatchHandle", "ConvolutionNode", "DropoutNode", "FilterNode", "FullyConnectedNode",
+    "GradientNode", "Graph", "ImageNode", "LogSoftmaxNode", "NeuronAbsoluteNode", "NeuronELUNode",
+    "NeuronGeLUNode", "NeuronHardSigmoidNode", "NeuronLeakyReLUNode", "NeuronLinearNode", "NeuronNode",
+    "NeuronReLUNNode", "NeuronReLUNode", "NeuronSigmoidNode", "NeuronSoftPlusNode", "NeuronTanHNode", "Padding",
+    "PoolingAverageNode", "PoolingMaxNode", "SoftmaxCrossEntropyLossNode", "SoftmaxNode",
+]
