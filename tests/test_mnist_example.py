@@ -32,7 +32,8 @@ def test_bad_labels_leave_weights_untouched():
 
 
 @needs_mnist
-def test_short_training_run_learns_digits(capsys):
-    acc = example.main(["--limit", "4096", "--test-limit", "1000", "--epochs", "1", "--quiet"])
+def test_short_training_run_learns_digits(capsys, tmp_path):
+    acc = example.main(["--limit", "4096", "--test-limit", "1000", "--epochs", "1", "--quiet",
+                        "--plot", str(tmp_path / "curves.png")])
     assert acc > 0.9, acc
     assert "test accuracy" in capsys.readouterr().out
