@@ -3,9 +3,11 @@ definition, finite differences (float64 reference and the kernel's own forward),
 float16 with float and half accumulation, groups, stride, dilation, asymmetric
 padding, bad input and NaN propagation."""
 
-import metalnn as mnn
 import numpy as np
 import pytest
+
+import metalnn as mnn
+
 from helpers import assert_close, finite_difference, raises_named, randn, rng
 
 ops = mnn.ops

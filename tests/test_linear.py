@@ -2,9 +2,11 @@
 reference and the kernel's own forward), 2-D and 4-D inputs and weights, float16 with
 float and half accumulation, bad input and NaN propagation."""
 
-import metalnn as mnn
 import numpy as np
 import pytest
+
+import metalnn as mnn
+
 from helpers import assert_close, finite_difference, raises_named, randn, rng
 
 ops = mnn.ops

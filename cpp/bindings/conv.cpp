@@ -10,17 +10,25 @@ using Ints = std::vector<int64_t>;
 
 void bind_conv(py::module_& ops) {
   // stride / dilation: [s] or [sy, sx]; padding: [p], [py, px] or [top, bottom, left, right].
+  // neuron: fused epilogue y = f(conv + bias); return_preactivation also returns z = conv + bias.
   ops.def("conv2d_forward",
           [](py::handle x, py::handle weight, py::handle bias, const Ints& stride, const Ints& padding,
-             const Ints& dilation, int64_t groups, const std::string& accumulation) {
+             const Ints& dilation, int64_t groups, const std::string& accumulation,
+             const std::optional<std::string>& neuron, std::optional<float> neuron_a, std::optional<float> neuron_b,
+             bool return_preactivation) -> py::object {
             Call call("conv2d_forward");
-            Tensor tx = call.in(x, "x"), tw = call.in(weight, "weight"), tb = call.in_opt(bias, "bias");
+            Tensor tx = call.in(x, "x"), tw = call.in(weight, "weight"), tb = call.in_opt(bias, "bias"), z;
             auto desc = Conv2dDescriptor::make(stride, padding, dilation, groups, accumulation, call.op());
-            return call.out(without_gil([&] { return conv2d_forward(tx, tw, tb, desc); }));
+            auto fn = layer::fused_neuron(neuron, neuron_a, neuron_b, call.op());
+            Tensor* pre = return_preactivation ? &z : nullptr;
+            Tensor y = without_gil([&] { return conv2d_forward(tx, tw, tb, desc, fn, pre); });
+            if (!pre) return call.out(y);
+            return py::make_tuple(call.out(y), call.out(z));
           },
           py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = Ints{1},
           py::arg("padding") = Ints{0}, py::arg("dilation") = Ints{1}, py::arg("groups") = 1,
-          py::arg("accumulation") = "float");
+          py::arg("accumulation") = "float", py::arg("neuron") = py::none(), py::arg("neuron_a") = py::none(),
+          py::arg("neuron_b") = py::none(), py::arg("return_preactivation") = false);
   ops.def("conv2d_backward_input",
           [](py::handle dy, py::handle weight, const Ints& input_shape, const Ints& stride, const Ints& padding,
              const Ints& dilation, int64_t groups, const std::string& accumulation) {

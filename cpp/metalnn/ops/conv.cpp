@@ -32,11 +32,6 @@ void shape_rank(const char* op, const char* arg, const Shape& s, const char* lay
     if (d > INT32_MAX) fail(ErrorKind::Value, op, arg, " is too large, got shape ", shape_str(s));
 }
 
-void check_accumulation(const char* op, const Tensor& t, MnnAccumulation acc) {
-  if (acc == MNN_ACCUMULATE_HALF && t.dtype() != DType::float16)
-    fail(ErrorKind::Value, op, "accumulation='half' needs float16 storage, got ", dtype_name(t.dtype()));
-}
-
 Shape out_shape(const MnnConv2dParams& p) {
   return {p.batch, p.out_channels, p.out_height, p.out_width};
 }
@@ -117,32 +112,27 @@ MnnConv2dParams Conv2dDescriptor::params(const char* op, const Shape& x, const c
 }
 
 Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDescriptor& desc) {
+  return conv2d_forward(x, weight, bias, desc, NeuronDescriptor{}, nullptr);
+}
+
+Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDescriptor& desc,
+                      const NeuronDescriptor& neuron, Tensor* pre_activation) {
   const char* op = "conv2d_forward";
-  check::floating(op, "x", x);
-  check::same_dtype(op, "weight", weight, "x", x);
-  check::same_device(op, "weight", weight, "x", x);
+  layer::check_operand(op, "weight", weight, "x", x);
   MnnConv2dParams p = desc.params(op, x.shape(), "x", weight.shape(), "weight");
-  if (bias.defined()) {
-    check::same_dtype(op, "bias", bias, "x", x);
-    check::same_device(op, "bias", bias, "x", x);
-    check::shape(op, "bias", bias, {weight.dim(0)});
-    p.has_bias = 1;
-  }
-  check_accumulation(op, x, desc.accumulation);
-  Tensor y = Tensor::empty(out_shape(p), x.dtype(), x.device());
-  dispatch(op, x.device(), [&] { cpu::conv2d_forward(x, weight, bias, y, p); });
-  return y;
+  p.has_bias = layer::check_forward(op, x, bias, weight.dim(0), desc.accumulation, neuron);
+  layer::FusedOutputs out(out_shape(p), x, pre_activation);
+  dispatch(op, x.device(), [&] { cpu::conv2d_forward(x, weight, bias, out.y, p, neuron.params(), out.z); });
+  return out.finish();
 }
 
 Tensor conv2d_backward_input(const Tensor& dy, const Tensor& weight, const Shape& input_shape,
                              const Conv2dDescriptor& desc) {
   const char* op = "conv2d_backward_input";
-  check::floating(op, "dy", dy);
-  check::same_dtype(op, "weight", weight, "dy", dy);
-  check::same_device(op, "weight", weight, "dy", dy);
+  layer::check_operand(op, "weight", weight, "dy", dy);
   MnnConv2dParams p = desc.params(op, input_shape, "input_shape", weight.shape(), "weight");
   check::shape(op, "dy", dy, out_shape(p));
-  check_accumulation(op, dy, desc.accumulation);
+  layer::check_accumulation(op, dy, desc.accumulation);
   Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
   dispatch(op, dy.device(), [&] { cpu::conv2d_backward_input(dy, weight, dx, p); });
   return dx;
@@ -151,9 +141,7 @@ Tensor conv2d_backward_input(const Tensor& dy, const Tensor& weight, const Shape
 Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& weight_shape,
                               const Conv2dDescriptor& desc) {
   const char* op = "conv2d_backward_weight";
-  check::floating(op, "dy", dy);
-  check::same_dtype(op, "x", x, "dy", dy);
-  check::same_device(op, "x", x, "dy", dy);
+  layer::check_operand(op, "x", x, "dy", dy);
   MnnConv2dParams p = desc.params(op, x.shape(), "x", weight_shape, "weight_shape");
   p.accumulation = MNN_ACCUMULATE_FLOAT;
   check::shape(op, "dy", dy, out_shape(p));
@@ -163,13 +151,73 @@ Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& we
 }
 
 Tensor conv2d_backward_bias(const Tensor& dy) {
-  const char* op = "conv2d_backward_bias";
+  return layer::bias_gradient("conv2d_backward_bias", dy, 4, "(N, O, H, W)");
+}
+
+namespace layer {
+
+NeuronDescriptor fused_neuron(const std::optional<std::string>& name, std::optional<float> a,
+                              std::optional<float> b, const char* op) {
+  if (!name) {
+    if (a || b) fail(ErrorKind::Value, op, a ? "neuron_a" : "neuron_b", " is set but neuron is None");
+    return NeuronDescriptor{};
+  }
+  std::string names;
+  bool known = false;
+  for (uint32_t t = 0; t < MNN_NEURON_COUNT; ++t) {
+    known = known || *name == neuron_name((MnnNeuronType)t);
+    names += (t ? ", " : "") + std::string(neuron_name((MnnNeuronType)t));
+  }
+  if (!known) fail(ErrorKind::Value, op, "neuron: unknown type '", *name, "' (expected one of ", names, ")");
+  if (a) check::finite(op, "neuron_a", *a);
+  if (b) check::finite(op, "neuron_b", *b);
+  return NeuronDescriptor::make(*name, a, b, {}, op);
+}
+
+void check_operand(const char* op, const char* arg, const Tensor& t, const char* ref_arg, const Tensor& ref) {
+  check::floating(op, ref_arg, ref);
+  check::same_dtype(op, arg, t, ref_arg, ref);
+  check::same_device(op, arg, t, ref_arg, ref);
+}
+
+void check_accumulation(const char* op, const Tensor& t, MnnAccumulation acc) {
+  if (acc == MNN_ACCUMULATE_HALF && t.dtype() != DType::float16)
+    fail(ErrorKind::Value, op, "accumulation='half' needs float16 storage, got ", dtype_name(t.dtype()));
+}
+
+bool check_forward(const char* op, const Tensor& x, const Tensor& bias, int64_t out_channels,
+                   MnnAccumulation acc, const NeuronDescriptor& neuron) {
+  if (bias.defined()) {
+    check::same_dtype(op, "bias", bias, "x", x);
+    check::same_device(op, "bias", bias, "x", x);
+    check::shape(op, "bias", bias, {out_channels});
+  }
+  check_accumulation(op, x, acc);
+  // C++ callers may set the type by hand; the Python path has checked the name already.
+  if ((uint32_t)neuron.type >= MNN_NEURON_COUNT)
+    fail(ErrorKind::Value, op, "neuron: unknown type ", (uint32_t)neuron.type);
+  return bias.defined();
+}
+
+FusedOutputs::FusedOutputs(const Shape& shape, const Tensor& x, Tensor* pre_activation)
+    : y(Tensor::empty(shape, x.dtype(), x.device())),
+      z(pre_activation ? Tensor::empty(shape, x.dtype(), x.device()) : Tensor()),
+      pre_(pre_activation) {}
+
+Tensor FusedOutputs::finish() {
+  if (pre_) *pre_ = z;
+  return y;
+}
+
+Tensor bias_gradient(const char* op, const Tensor& dy, int rank, const char* layout) {
   check::floating(op, "dy", dy);
-  check::rank(op, "dy", dy, 4, "(N, O, H, W)");
+  check::rank(op, "dy", dy, rank, layout);
   check::non_empty(op, "dy", dy);
-  Tensor db = Tensor::empty({dy.dim(1)}, dy.dtype(), dy.device());
-  dispatch(op, dy.device(), [&] { cpu::bias_backward(dy, db, dy.dim(0), dy.dim(1), dy.dim(2) * dy.dim(3)); });
+  const int64_t N = dy.dim(0), O = dy.dim(1);
+  Tensor db = Tensor::empty({O}, dy.dtype(), dy.device());
+  dispatch(op, dy.device(), [&] { cpu::bias_backward(dy, db, N, O, dy.numel() / (N * O)); });
   return db;
 }
 
+}  // namespace layer
 }  // namespace metalnn

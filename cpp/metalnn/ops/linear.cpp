@@ -38,11 +38,6 @@ MnnFullyConnectedParams geometry(const char* op, const Shape& x, const char* x_a
   return p;
 }
 
-void check_accumulation(const char* op, const Tensor& t, MnnAccumulation acc) {
-  if (acc == MNN_ACCUMULATE_HALF && t.dtype() != DType::float16)
-    fail(ErrorKind::Value, op, "accumulation='half' needs float16 storage, got ", dtype_name(t.dtype()));
-}
-
 void check_dy(const char* op, const Tensor& dy, const MnnFullyConnectedParams& p) {
   check::shape(op, "dy", dy, {p.batch, p.out_features});
 }
@@ -57,33 +52,30 @@ FullyConnectedDescriptor FullyConnectedDescriptor::make(const std::string& accum
 
 Tensor fully_connected_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                const FullyConnectedDescriptor& desc) {
+  return fully_connected_forward(x, weight, bias, desc, NeuronDescriptor{}, nullptr);
+}
+
+Tensor fully_connected_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                               const FullyConnectedDescriptor& desc, const NeuronDescriptor& neuron,
+                               Tensor* pre_activation) {
   const char* op = "fully_connected_forward";
-  check::floating(op, "x", x);
-  check::same_dtype(op, "weight", weight, "x", x);
-  check::same_device(op, "weight", weight, "x", x);
+  layer::check_operand(op, "weight", weight, "x", x);
   MnnFullyConnectedParams p = geometry(op, x.shape(), "x", weight.shape(), "weight");
-  if (bias.defined()) {
-    check::same_dtype(op, "bias", bias, "x", x);
-    check::same_device(op, "bias", bias, "x", x);
-    check::shape(op, "bias", bias, {weight.dim(0)});
-    p.has_bias = 1;
-  }
-  check_accumulation(op, x, desc.accumulation);
+  p.has_bias = layer::check_forward(op, x, bias, weight.dim(0), desc.accumulation, neuron);
   p.accumulation = (uint32_t)desc.accumulation;
-  Tensor y = Tensor::empty({p.batch, p.out_features}, x.dtype(), x.device());
-  dispatch(op, x.device(), [&] { cpu::fully_connected_forward(x, weight, bias, y, p); });
-  return y;
+  layer::FusedOutputs out({p.batch, p.out_features}, x, pre_activation);
+  dispatch(op, x.device(),
+           [&] { cpu::fully_connected_forward(x, weight, bias, out.y, p, neuron.params(), out.z); });
+  return out.finish();
 }
 
 Tensor fully_connected_backward_input(const Tensor& dy, const Tensor& weight, const Shape& input_shape,
                                       const FullyConnectedDescriptor& desc) {
   const char* op = "fully_connected_backward_input";
-  check::floating(op, "dy", dy);
-  check::same_dtype(op, "weight", weight, "dy", dy);
-  check::same_device(op, "weight", weight, "dy", dy);
+  layer::check_operand(op, "weight", weight, "dy", dy);
   MnnFullyConnectedParams p = geometry(op, input_shape, "input_shape", weight.shape(), "weight");
   check_dy(op, dy, p);
-  check_accumulation(op, dy, desc.accumulation);
+  layer::check_accumulation(op, dy, desc.accumulation);
   p.accumulation = (uint32_t)desc.accumulation;
   Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
   dispatch(op, dy.device(), [&] { cpu::fully_connected_backward_input(dy, weight, dx, p); });
@@ -92,9 +84,7 @@ Tensor fully_connected_backward_input(const Tensor& dy, const Tensor& weight, co
 
 Tensor fully_connected_backward_weight(const Tensor& dy, const Tensor& x, const Shape& weight_shape) {
   const char* op = "fully_connected_backward_weight";
-  check::floating(op, "dy", dy);
-  check::same_dtype(op, "x", x, "dy", dy);
-  check::same_device(op, "x", x, "dy", dy);
+  layer::check_operand(op, "x", x, "dy", dy);
   check::rank(op, "dy", dy, 2, "(N, O)");
   Shape ws = weight_shape;
   if (ws.empty()) ws = {dy.dim(1), x.ndim() >= 1 ? x.numel() / std::max<int64_t>(x.dim(0), 1) : 0};
@@ -109,13 +99,7 @@ Tensor fully_connected_backward_weight(const Tensor& dy, const Tensor& x, const 
 }
 
 Tensor fully_connected_backward_bias(const Tensor& dy) {
-  const char* op = "fully_connected_backward_bias";
-  check::floating(op, "dy", dy);
-  check::rank(op, "dy", dy, 2, "(N, O)");
-  check::non_empty(op, "dy", dy);
-  Tensor db = Tensor::empty({dy.dim(1)}, dy.dtype(), dy.device());
-  dispatch(op, dy.device(), [&] { cpu::bias_backward(dy, db, dy.dim(0), dy.dim(1), 1); });
-  return db;
+  return layer::bias_gradient("fully_connected_backward_bias", dy, 2, "(N, O)");
 }
 
 }  // namespace metalnn

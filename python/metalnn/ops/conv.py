@@ -22,6 +22,19 @@ The gradients of L = sum(y * dy)::
 ``padding`` is an int, ``(ph, pw)`` or ``(top, bottom, left, right)``; asymmetric padding
 gives 'same' outputs for even kernels. ``stride`` and ``dilation`` are an int or a pair.
 
+Fused neuron (MPS ``fusedNeuronDescriptor``): with ``neuron`` set, the forward returns::
+
+    y = f(z),   z[n, o, i, j] = bias[o] + sum ... (the convolution above)
+
+where f is the neuron of :mod:`metalnn.ops.neuron` (``neuron_a``, ``neuron_b`` its
+coefficients a, b; unset ones take the MPS defaults). f runs in the kernel's epilogue on
+each image's output right after its products, not as a second pass over the output.
+``return_preactivation=True`` returns ``(y, z)``, so the gradient is
+``neuron_backward(dy, z, neuron)`` followed by the convolution gradients. float16 storage
+rounds z and y once each (y = half(f(z)) with f in float32); with ``accumulation="half"``
+z is the half-accumulated result and y = half(f(z)), f computed in float32. ``neuron=None``
+(or ``"none"``) gives exactly the unfused result.
+
 Accumulation (MPS ``accumulatorPrecisionOption``): ``"float"`` sums in float32 and rounds
 the result once to the storage type. ``"half"`` needs float16 storage (float32 raises
 ValueError): every step ``acc = half(acc + a*b)`` is computed in float32 and rounded to
@@ -64,6 +77,22 @@ def _shape(value, name: str, op: str) -> list[int]:
     return items
 
 
+def _geometry(op: str, stride: IntOrPair, padding: IntOrPair,
+              dilation: IntOrPair) -> list[list[int]]:
+    """stride, padding and dilation as lists of ints, in that order."""
+    return [_ints(stride, "stride", op), _ints(padding, "padding", op),
+            _ints(dilation, "dilation", op)]
+
+
+def _fused(op: str, neuron: str | None, neuron_a: float | None, neuron_b: float | None,
+           return_preactivation: bool) -> dict:
+    """The fused-neuron keyword arguments of a forward kernel (shared with linear)."""
+    if neuron is not None and not isinstance(neuron, str):
+        raise TypeError(f"[{op}] neuron must be a neuron type name (str) or None, got {neuron!r}")
+    return {"neuron": neuron, "neuron_a": neuron_a, "neuron_b": neuron_b,
+            "return_preactivation": bool(return_preactivation)}
+
+
 def conv2d_forward(
     x: ArrayLike,
     weight: ArrayLike,
@@ -73,12 +102,20 @@ def conv2d_forward(
     dilation: IntOrPair = 1,
     groups: int = 1,
     accumulation: str = "float",
-) -> ArrayLike:
-    """y = conv2d(x, weight) + bias, shape (N, O, H_out, W_out); see the module docstring."""
+    neuron: str | None = None,
+    neuron_a: float | None = None,
+    neuron_b: float | None = None,
+    return_preactivation: bool = False,
+) -> ArrayLike | tuple[ArrayLike, ArrayLike]:
+    """y = f(conv2d(x, weight) + bias), shape (N, O, H_out, W_out); see the module docstring.
+
+    f is the fused ``neuron`` (None: identity). With ``return_preactivation`` returns
+    ``(y, z)`` where z = conv2d(x, weight) + bias.
+    """
     op = "conv2d_forward"
     return _core.ops.conv2d_forward(
-        x, weight, bias, _ints(stride, "stride", op), _ints(padding, "padding", op),
-        _ints(dilation, "dilation", op), groups, accumulation,
+        x, weight, bias, *_geometry(op, stride, padding, dilation), groups, accumulation,
+        **_fused(op, neuron, neuron_a, neuron_b, return_preactivation),
     )
 
 
@@ -95,8 +132,8 @@ def conv2d_backward_input(
     """dx = d(sum(y * dy))/dx, shape ``input_shape`` = (N, C, H, W)."""
     op = "conv2d_backward_input"
     return _core.ops.conv2d_backward_input(
-        dy, weight, _shape(input_shape, "input_shape", op), _ints(stride, "stride", op),
-        _ints(padding, "padding", op), _ints(dilation, "dilation", op), groups, accumulation,
+        dy, weight, _shape(input_shape, "input_shape", op),
+        *_geometry(op, stride, padding, dilation), groups, accumulation,
     )
 
 
@@ -115,8 +152,8 @@ def conv2d_backward_weight(
     """
     op = "conv2d_backward_weight"
     return _core.ops.conv2d_backward_weight(
-        dy, x, _shape(weight_shape, "weight_shape", op), _ints(stride, "stride", op),
-        _ints(padding, "padding", op), _ints(dilation, "dilation", op), groups,
+        dy, x, _shape(weight_shape, "weight_shape", op),
+        *_geometry(op, stride, padding, dilation), groups,
     )
 
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "metalnn/backend/cpu/blas.h"
+#include "metalnn/backend/cpu/conv_epilogue.h"
 #include "metalnn/backend/cpu/conv_gemm.h"
 #include "metalnn/backend/cpu/conv_half.h"
 #include "metalnn/backend/cpu/conv_patches.h"
@@ -22,14 +23,6 @@ Scratch& scratch() {
   return s;
 }
 
-struct Dims {
-  int64_t N, C, H, W, O, P, G, Cg, Og, K;  // P = H_out * W_out, K = Cg * kH * kW
-  explicit Dims(const MnnConv2dParams& p)
-      : N(p.batch), C(p.in_channels), H(p.in_height), W(p.in_width), O(p.out_channels),
-        P((int64_t)p.out_height * p.out_width), G(p.groups), Cg(C / G), Og(O / G),
-        K(Cg * p.kernel_height * p.kernel_width) {}
-};
-
 float* grow(std::vector<float>& v, int64_t size) {
   if ((int64_t)v.size() < size) v.resize((size_t)size);
   return v.data();
@@ -40,7 +33,7 @@ float* grow(std::vector<float>& v, int64_t size) {
 struct PackedWeights {
   std::vector<float> data;
   int64_t per_group = 0;
-  PackedWeights(const float* w, const Dims& d, const GemmPlan& plan, bool as_b, bool transpose) {
+  PackedWeights(const float* w, const ConvDims& d, const GemmPlan& plan, bool as_b, bool transpose) {
     per_group = as_b ? plan.b_size() : plan.a_size();
     data.resize((size_t)(per_group * d.G));
     for (int64_t g = 0; g < d.G; ++g) {
@@ -60,7 +53,7 @@ struct PackedWeights {
 struct ForwardPlan {
   GemmPlan plan;
   bool transposed;
-  explicit ForwardPlan(const Dims& d) {
+  explicit ForwardPlan(const ConvDims& d) {
     const GemmPlan t = gemm_plan(d.P, d.Og, d.K), n = gemm_plan(d.Og, d.P, d.K);
     transposed = gemm_cost(t, true) < gemm_cost(n, false);
     plan = transposed ? t : n;
@@ -69,7 +62,7 @@ struct ForwardPlan {
 };
 
 // The column matrix (K x P) of group g: the image itself for a pointwise kernel.
-const float* columns(const MnnConv2dParams& p, const PatchIndex& idx, const Dims& d, const float* xp, int64_t g,
+const float* columns(const MnnConv2dParams& p, const PatchIndex& idx, const ConvDims& d, const float* xp, int64_t g,
                      float* col) {
   const float* xg = xp + g * d.Cg * idx.Hp * idx.Wp;
   if (conv_is_pointwise(p)) return xg;
@@ -77,9 +70,10 @@ const float* columns(const MnnConv2dParams& p, const PatchIndex& idx, const Dims
   return col;
 }
 
-// w is float32 OIHW; x and y may be float16 (widened / rounded per image).
-void forward_f32(const Tensor& x, const float* w, const float* bias, const Tensor& y, const MnnConv2dParams& p) {
-  const Dims d(p);
+// w is float32 OIHW; x and y may be float16 (widened / rounded per image). Each image's
+// rows go through the epilogue (bias, pre-activation, neuron) right after its products.
+void forward_f32(const Tensor& x, const float* w, const Epilogue& ep, const Tensor& y, const MnnConv2dParams& p) {
+  const ConvDims d(p);
   const PatchIndex idx(p);
   const ForwardPlan fp(d);
   const PackedWeights pw(w, d, fp.plan, fp.transposed, fp.transposed);
@@ -96,12 +90,7 @@ void forward_f32(const Tensor& x, const float* w, const float* bias, const Tenso
         if (fp.transposed) gemm(fp.plan, cols, pw.group(g), yg, d.P, false, true);
         else gemm(fp.plan, pw.group(g), cols, yg, d.P, false, false);
       }
-      if (bias)
-        for (int64_t o = 0; o < d.O; ++o) {
-          float* row = yn + o * d.P;
-          const float bo = bias[o];
-          for (int64_t i = 0; i < d.P; ++i) row[i] += bo;
-        }
+      for (int64_t o = 0; o < d.O; ++o) ep.channel_row(yn + o * d.P, d.P, n * ys + o * d.P, o);
       block_out(y, n, ys, yn);
     }
   });
@@ -127,7 +116,8 @@ MnnConv2dParams flipped_params(const MnnConv2dParams& p) {
 }
 
 // W'[g*Cg + c, o, kh, kw] = W[g*Og + o, c, kH-1-kh, kW-1-kw]: shape (C, Og, kH, kW).
-std::vector<float> flipped_weights(const float* w, const Dims& d, int64_t kH, int64_t kW) {
+std::vector<float> flipped_weights(const float* w, const ConvDims& d) {
+  const int64_t kH = d.kH, kW = d.kW;
   std::vector<float> f((size_t)(d.C * d.Og * kH * kW));
   for (int64_t g = 0; g < d.G; ++g)
     for (int64_t o = 0; o < d.Og; ++o)
@@ -140,10 +130,10 @@ std::vector<float> flipped_weights(const float* w, const Dims& d, int64_t kH, in
 }
 
 // cols (K x P) = W_g^T (K x Og) * dy_g (Og x P), then col2im: any stride.
-GemmPlan col2im_plan(const Dims& d) { return gemm_plan(d.K, d.P, d.Og); }
+GemmPlan col2im_plan(const ConvDims& d) { return gemm_plan(d.K, d.P, d.Og); }
 
 void backward_input_col2im(const Tensor& dy, const float* w, const Tensor& dx, const MnnConv2dParams& p) {
-  const Dims d(p);
+  const ConvDims d(p);
   const GemmPlan plan = col2im_plan(d);
   const PackedWeights pw(w, d, plan, false, true);
   const int64_t xs = d.C * d.H * d.W, ys = d.O * d.P;
@@ -166,13 +156,15 @@ void backward_input_col2im(const Tensor& dy, const float* w, const Tensor& dx, c
 }  // namespace
 
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
-                    const MnnConv2dParams& p) {
+                    const MnnConv2dParams& p, const MnnNeuronParams& neuron, const Tensor& pre) {
+  Epilogue ep{nullptr, neuron, pre.defined() ? &pre : nullptr};
   if (p.accumulation == MNN_ACCUMULATE_HALF) {
-    conv2d_forward_half(x, w, bias, y, p);
+    conv2d_forward_half(x, w, bias, y, p, ep);
     return;
   }
   FloatView wf(w), bf(p.has_bias ? bias : Tensor());
-  forward_f32(x, wf.get(), bf.get(), y, p);
+  ep.bias = bf.get();
+  forward_f32(x, wf.get(), ep, y, p);
 }
 
 void conv2d_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx, const MnnConv2dParams& p) {
@@ -183,22 +175,22 @@ void conv2d_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx, 
   FloatView wf(w);
   // The flipped-kernel forward avoids col2im; col2im wins when C/groups is tiny
   // (e.g. dx of a 1-channel input image), where that forward has almost no N axis.
-  const Dims d(p);
+  const ConvDims d(p);
   bool as_forward = backward_input_as_forward(p);
   if (as_forward) {
-    const double flipped = ForwardPlan(Dims(flipped_params(p))).cost();
+    const double flipped = ForwardPlan(ConvDims(flipped_params(p))).cost();
     as_forward = flipped <= gemm_cost(col2im_plan(d), false) + 2.0 * d.K * d.P;
   }
   if (!as_forward) {
     backward_input_col2im(dy, wf.get(), dx, p);
     return;
   }
-  const std::vector<float> wflip = flipped_weights(wf.get(), d, p.kernel_height, p.kernel_width);
-  forward_f32(dy, wflip.data(), nullptr, dx, flipped_params(p));
+  const std::vector<float> wflip = flipped_weights(wf.get(), d);
+  forward_f32(dy, wflip.data(), Epilogue{}, dx, flipped_params(p));
 }
 
 void conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw, const MnnConv2dParams& p) {
-  const Dims d(p);
+  const ConvDims d(p);
   const PatchIndex idx(p);
   // Per image: dw_g^T (K x Og) += patches (K x P) * dy_g^T (P x Og), both operands
   // transposed while packed. With a short K (first layers: 1 channel x 5x5) BLAS's
@@ -237,8 +229,8 @@ void conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw,
     const float* src = partial.data() + t * ws;
     for (int64_t i = 0; i < ws; ++i) partial[i] += src[i];
   }
-  std::vector<float> out_copy;
-  float* dwf = dw.dtype() == DType::float32 ? dw.data<float>() : grow(out_copy, ws);
+  FloatOut out(dw);
+  float* dwf = out.get();
   if (blas) {
     std::copy(partial.begin(), partial.begin() + ws, dwf);
   } else {
@@ -246,7 +238,7 @@ void conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw,
       for (int64_t o = 0; o < d.Og; ++o)
         for (int64_t k = 0; k < d.K; ++k) dwf[(g * d.Og + o) * d.K + k] = partial[(g * d.K + k) * d.Og + o];
   }
-  block_out(dw, 0, ws, dwf);
+  out.finish();
 }
 
 }  // namespace metalnn::cpu

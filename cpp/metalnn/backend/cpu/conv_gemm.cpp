@@ -113,6 +113,26 @@ void run_tiles(const GemmPlan& g, GemmOperand a, GemmOperand b, float* C, int64_
   }
 }
 
+// Both operands pack alike: panels of `tile` rows r of an R x K operand, stored
+// [panel][k][tile] and zero padded; element (r, k) is src[k * ld + r] when k_major, else src[r * ld + k].
+void pack_panels(const float* src, int64_t R, int64_t K, int64_t ld, int64_t tile, bool k_major, float* out) {
+  for (int64_t r0 = 0; r0 < R; r0 += tile) {
+    float* t = out + r0 * K;
+    const int64_t n = std::min<int64_t>(tile, R - r0);
+    if (k_major && n == tile) {
+      for (int64_t k = 0; k < K; ++k) std::memcpy(t + k * tile, src + k * ld + r0, sizeof(float) * tile);
+    } else if (k_major) {
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = 0; j < tile; ++j) t[k * tile + j] = j < n ? src[k * ld + r0 + j] : 0.f;
+    } else {
+      for (int64_t j = 0; j < tile; ++j) {
+        const float* row = src + (r0 + j) * ld;
+        for (int64_t k = 0; k < K; ++k) t[k * tile + j] = j < n ? row[k] : 0.f;
+      }
+    }
+  }
+}
+
 template <int MR>
 void pack_gather_tiles(const GemmPlan& g, const float* src, const int64_t* m_off, const int64_t* k_off, float* out) {
   const int64_t K = g.K;
@@ -161,22 +181,7 @@ double gemm_cost(const GemmPlan& g, bool transpose_c) {
 }
 
 void gemm_pack_a(const GemmPlan& g, const float* A, int64_t lda, bool trans, float* out) {
-  const int64_t MR = g.mr, K = g.K;
-  for (int64_t m0 = 0; m0 < g.M; m0 += MR) {
-    float* t = out + m0 * K;
-    const int64_t mr = std::min<int64_t>(MR, g.M - m0);
-    if (trans) {
-      for (int64_t k = 0; k < K; ++k) {
-        const float* src = A + k * lda + m0;
-        for (int64_t r = 0; r < MR; ++r) t[k * MR + r] = r < mr ? src[r] : 0.f;
-      }
-    } else {
-      for (int64_t r = 0; r < MR; ++r) {
-        const float* src = A + (m0 + r) * lda;
-        for (int64_t k = 0; k < K; ++k) t[k * MR + r] = r < mr ? src[k] : 0.f;
-      }
-    }
-  }
+  pack_panels(A, g.M, g.K, lda, g.mr, trans, out);
 }
 
 void gemm_pack_a_gather(const GemmPlan& g, const float* src, const int64_t* m_off, const int64_t* k_off,
@@ -187,22 +192,7 @@ void gemm_pack_a_gather(const GemmPlan& g, const float* src, const int64_t* m_of
 }
 
 void gemm_pack_b(const GemmPlan& g, const float* B, int64_t ldb, bool trans, float* out) {
-  const int64_t NR = g.nr, K = g.K;
-  for (int64_t n0 = 0; n0 < g.N; n0 += NR) {
-    float* t = out + n0 * K;
-    const int64_t nr = std::min<int64_t>(NR, g.N - n0);
-    if (trans) {
-      for (int64_t j = 0; j < NR; ++j) {
-        const float* src = B + (n0 + j) * ldb;
-        for (int64_t k = 0; k < K; ++k) t[k * NR + j] = j < nr ? src[k] : 0.f;
-      }
-    } else if (nr == NR) {
-      for (int64_t k = 0; k < K; ++k) std::memcpy(t + k * NR, B + k * ldb + n0, sizeof(float) * NR);
-    } else {
-      for (int64_t k = 0; k < K; ++k)
-        for (int64_t j = 0; j < NR; ++j) t[k * NR + j] = j < nr ? B[k * ldb + n0 + j] : 0.f;
-    }
-  }
+  pack_panels(B, g.N, g.K, ldb, g.nr, !trans, out);
 }
 
 void gemm(const GemmPlan& g, GemmOperand a, GemmOperand b, float* C, int64_t ldc, bool accumulate,

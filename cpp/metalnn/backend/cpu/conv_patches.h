@@ -10,6 +10,15 @@
 
 namespace metalnn::cpu {
 
+// The sizes of one convolution in int64 (P = H_out * W_out, K = Cg * kH * kW).
+struct ConvDims {
+  int64_t N, C, H, W, O, Ho, Wo, P, kH, kW, G, Cg, Og, K;
+  explicit ConvDims(const MnnConv2dParams& p)
+      : N(p.batch), C(p.in_channels), H(p.in_height), W(p.in_width), O(p.out_channels), Ho(p.out_height),
+        Wo(p.out_width), P(Ho * Wo), kH(p.kernel_height), kW(p.kernel_width), G(p.groups), Cg(C / G),
+        Og(O / G), K(Cg * kH * kW) {}
+};
+
 struct PatchIndex {
   int64_t Hp, Wp;             // padded image size
   bool padded;                // false: the image itself is read

@@ -50,4 +50,19 @@ inline void block_out(const Tensor& t, int64_t n, int64_t size, const float* buf
   if (t.dtype() == DType::float16) float_to_half_n(buf, t.data<uint16_t>() + n * size, (size_t)size);
 }
 
+// A whole output tensor in float32: the tensor itself, or a buffer that finish() rounds back.
+class FloatOut {
+ public:
+  explicit FloatOut(const Tensor& out) : t_(out) { ptr_ = block_buffer(t_, 0, t_.numel(), buf_); }
+  FloatOut(const FloatOut&) = delete;
+  FloatOut& operator=(const FloatOut&) = delete;
+  float* get() const { return ptr_; }
+  void finish() const { block_out(t_, 0, t_.numel(), ptr_); }
+
+ private:
+  const Tensor& t_;
+  std::vector<float> buf_;
+  float* ptr_;
+};
+
 }  // namespace metalnn::cpu

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "metalnn/backend/cpu/blas.h"
+#include "metalnn/backend/cpu/conv_epilogue.h"
 #include "metalnn/backend/cpu/conv_storage.h"
 #include "metalnn/core/half.h"
 #include "metalnn/core/thread_pool.h"
@@ -23,33 +24,25 @@ inline float sum_row(const float* p, int64_t n) {
   return s;
 }
 
-// Output rows: the tensor itself for float32, a float32 buffer rounded back by finish().
-struct FloatOut {
-  const Tensor& t;
-  std::vector<float> buf;
-  explicit FloatOut(const Tensor& out) : t(out) {
-    if (t.dtype() != DType::float32) buf.resize((size_t)t.numel());
-  }
-  float* get() { return t.dtype() == DType::float32 ? t.data<float>() : buf.data(); }
-  void finish() { block_out(t, 0, t.numel(), get()); }
-};
-
-// y[n, o] = half-accumulated sum over f in order, then + bias (float16 storage).
+// z[n, o] = half-accumulated sum over f in order, then + bias; y = half(f(z)) (float16 storage).
 void forward_half(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
-                  const MnnFullyConnectedParams& p) {
+                  const MnnFullyConnectedParams& p, const Epilogue& ep) {
   const std::vector<float> xf = to_float_vector(x), wf = to_float_vector(w);
   const std::vector<float> bf = p.has_bias ? to_float_vector(bias) : std::vector<float>();
   const int64_t F = p.in_features, O = p.out_features;
   uint16_t* out = y.data<uint16_t>();
   parallel_for((int64_t)p.batch * O, 16, [&](int64_t b, int64_t e) {
+    std::vector<float> z((size_t)(e - b));  // this chunk's z, finished by the epilogue
     for (int64_t no = b; no < e; ++no) {
       const float* xn = xf.data() + (no / O) * F;
       const float* wo = wf.data() + (no % O) * F;
       float acc = 0.f;
       for (int64_t f = 0; f < F; ++f) acc = round_to_half(acc + xn[f] * wo[f]);
       if (p.has_bias) acc = round_to_half(acc + bf[no % O]);
-      out[no] = float_to_half(acc);
+      z[no - b] = acc;
     }
+    ep.finish(z.data(), e - b, b);
+    float_to_half_n(z.data(), out + b, (size_t)(e - b));
   });
 }
 
@@ -75,21 +68,32 @@ void backward_input_half(const Tensor& dy, const Tensor& w, const Tensor& dx, co
 }  // namespace
 
 void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
-                             const MnnFullyConnectedParams& p) {
+                             const MnnFullyConnectedParams& p, const MnnNeuronParams& neuron, const Tensor& pre) {
+  Epilogue ep{nullptr, neuron, pre.defined() ? &pre : nullptr};
   if (p.accumulation == MNN_ACCUMULATE_HALF) {
-    forward_half(x, w, bias, y, p);
+    forward_half(x, w, bias, y, p, ep);
     return;
   }
   const int64_t N = p.batch, F = p.in_features, O = p.out_features;
   FloatView xf(x), wf(w), bf(p.has_bias ? bias : Tensor());
+  ep.bias = bf.get();
   FloatOut out(y);
   float* yf = out.get();
-  sgemm_parallel(false, true, N, O, F, 1.f, xf.get(), F, wf.get(), F, 0.f, yf, O);
-  if (const float* b = bf.get())
-    for (int64_t n = 0; n < N; ++n) {
-      float* row = yf + n * O;
-      for (int64_t o = 0; o < O; ++o) row[o] += b[o];
-    }
+  // Panel [n0, n1) x [o0, o1) of y, finished by the epilogue while it is still in cache.
+  auto panel = [&](int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
+    sgemm(false, true, n1 - n0, o1 - o0, F, 1.f, xf.get() + n0 * F, F, wf.get() + o0 * F, F, 0.f,
+          yf + n0 * O + o0, O);
+    for (int64_t n = n0; n < n1; ++n) ep.feature_row(yf + n * O + o0, o1 - o0, n * O + o0, o0);
+  };
+  // Split the longer of N and O over the threads, as sgemm_parallel would for the product alone.
+  const int threads = num_threads();
+  if (threads == 1 || in_parallel_region() || 2.0 * N * O * F < 4e6) {
+    panel(0, N, 0, O);
+  } else if (N >= O) {
+    parallel_for(N, std::max<int64_t>(8, N / (threads * 2)), [&](int64_t n0, int64_t n1) { panel(n0, n1, 0, O); });
+  } else {
+    parallel_for(O, std::max<int64_t>(16, O / (threads * 2)), [&](int64_t o0, int64_t o1) { panel(0, N, o0, o1); });
+  }
   out.finish();
 }
 

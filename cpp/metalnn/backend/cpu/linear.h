@@ -2,13 +2,15 @@
 // and rounded once); half accumulation runs plain loops in feature order.
 #pragma once
 #include "kernels/linear_params.h"
+#include "kernels/neuron_params.h"
 #include "metalnn/core/tensor.h"
 
 namespace metalnn::cpu {
 
-// y (N, O) = x (N, F) * w (O, F)^T + bias; bias may be undefined when p.has_bias == 0.
+// y (N, O) = f(z), z = x (N, F) * w (O, F)^T + bias, f run per output panel right after its
+// product; pre (undefined: not kept) receives z. bias may be undefined when p.has_bias == 0.
 void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
-                             const MnnFullyConnectedParams& p);
+                             const MnnFullyConnectedParams& p, const MnnNeuronParams& neuron, const Tensor& pre);
 // dx (N, F) = dy (N, O) * w (O, F).
 void fully_connected_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx,
                                     const MnnFullyConnectedParams& p);
