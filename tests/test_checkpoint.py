@@ -10,9 +10,11 @@ import zipfile
 
 import numpy as np
 import pytest
-from helpers import raises_named, rng
+
 from metalnn.graph import checkpoint as ck
 from metalnn.graph.checkpoint import load_arrays, parameter_key, save_arrays
+
+from helpers import raises_named, rng
 
 
 def sample_arrays() -> dict[str, np.ndarray]:

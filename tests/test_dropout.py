@@ -2,9 +2,11 @@
 its keep fraction, y = x * mask / keep, the gradient's reuse of the mask, determinism
 across seeds, shapes and thread counts, float16, bad input, NaN propagation."""
 
-import metalnn as mnn
 import numpy as np
 import pytest
+
+import metalnn as mnn
+
 from helpers import assert_close, raises_named, randn, rng
 
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)

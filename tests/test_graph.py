@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from graph_nets import RecordingSource, digit_network, hand_built_training_graph
 
 import metalnn as mnn
 from metalnn.graph.data_source import ConvolutionWeights
+
+from graph_nets import RecordingSource, digit_network, hand_built_training_graph
 
 
 def _batch(n=8, seed=0, size=28, channels=1):
@@ -16,10 +17,10 @@ def _batch(n=8, seed=0, size=28, channels=1):
 def _topology(graph):
     """Structure with labels replaced by positions, so two builds compare equal."""
     index = {}
-    for kind, label, _ in graph.structure():
+    for _, label, _ in graph.structure():
         index[label + ".result"] = len(index)
     out = []
-    for kind, label, sources in graph.structure():
+    for kind, _, sources in graph.structure():
         out.append((kind, tuple(index.get(s, s) for s in sources)))
     return out
 
@@ -54,6 +55,19 @@ def _tiny_graph(log, neuron_in_descriptor=False):
     return src, loss, conv_src, fc_src
 
 
+def _check_parameter_gradient(graph, x, y, p, g, indices, eps=1e-2):
+    """Central differences of the graph's loss in parameter array ``p`` (perturbed in place)."""
+    for idx in indices:
+        orig = p[idx]
+        p[idx] = orig + eps
+        up = graph.run(x, labels=y).loss
+        p[idx] = orig - eps
+        down = graph.run(x, labels=y).loss
+        p[idx] = orig
+        num = (up - down) / (2 * eps)
+        assert abs(num - g[idx]) <= 2e-3 + 2e-2 * abs(num), (idx, num, g[idx])
+
+
 @pytest.mark.parametrize("neuron_in_descriptor", [False, True])
 def test_whole_graph_gradients_match_finite_differences(neuron_in_descriptor):
     log = []
@@ -66,20 +80,10 @@ def test_whole_graph_gradients_match_finite_differences(neuron_in_descriptor):
     params = graph.parameters()
     grads = {"conv.weights": conv_src.gradients[-1][0], "conv.biases": conv_src.gradients[-1][1],
              "fc.weights": fc_src.gradients[-1][0], "fc.biases": fc_src.gradients[-1][1]}
-    eps = 1e-2
     for name, g in grads.items():
         p = params[name]
-        flat_idx = r.choice(p.size, size=min(p.size, 12), replace=False)
-        for i in flat_idx:
-            idx = np.unravel_index(i, p.shape)
-            orig = p[idx]
-            p[idx] = orig + eps
-            up = graph.run(x, labels=y).loss
-            p[idx] = orig - eps
-            down = graph.run(x, labels=y).loss
-            p[idx] = orig
-            num = (up - down) / (2 * eps)
-            assert abs(num - g[idx]) <= 2e-3 + 2e-2 * abs(num), (name, idx, num, g[idx])
+        picks = r.choice(p.size, size=min(p.size, 12), replace=False)
+        _check_parameter_gradient(graph, x, y, p, g, [np.unravel_index(i, p.shape) for i in picks])
 
 
 def test_input_gradient_matches_finite_differences():
@@ -276,18 +280,8 @@ def test_gradients_summed_where_an_image_feeds_two_consumers():
     x = np.random.default_rng(5).standard_normal((2, 1, 5, 5)).astype(np.float32)
     y = np.array([0, 2], np.int32)
     graph.run(x, labels=y)
-    g = cs.gradients[-1][0]
-    p = graph.parameters()["conv.weights"]
-    eps = 1e-2
-    for idx in [(0, 0, 0, 0), (1, 0, 2, 1), (0, 0, 1, 2)]:
-        orig = p[idx]
-        p[idx] = orig + eps
-        up = graph.run(x, labels=y).loss
-        p[idx] = orig - eps
-        down = graph.run(x, labels=y).loss
-        p[idx] = orig
-        num = (up - down) / (2 * eps)
-        assert abs(num - g[idx]) <= 2e-3 + 2e-2 * abs(num)
+    _check_parameter_gradient(graph, x, y, graph.parameters()["conv.weights"], cs.gradients[-1][0],
+                              [(0, 0, 0, 0), (1, 0, 2, 1), (0, 0, 1, 2)])
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -334,3 +328,41 @@ def test_load_rejects_a_different_graph_and_leaves_weights(tmp_path):
     (tmp_path / "bad.mnn").write_bytes(path.read_bytes()[:200])
     with pytest.raises(ValueError, match="checkpoint"):
         mnn.Graph.load(tmp_path / "bad.mnn")
+
+
+@pytest.mark.parametrize("neuron_in_descriptor", [False, True])
+def test_fused_and_unfused_graphs_agree(neuron_in_descriptor):
+    x, y = _batch(6, seed=4)
+    graphs = []
+    for fuse in (True, False):
+        if neuron_in_descriptor:
+            log = []
+            _, loss, conv_src, fc_src = _tiny_graph(log, neuron_in_descriptor=True)
+            conv_src.apply_sgd = fc_src.apply_sgd = 0.05
+            g = mnn.Graph.training(loss, fuse=fuse)
+            xx = np.random.default_rng(1).standard_normal((2, 2, 7, 7)).astype(np.float32)
+            yy = np.array([1, 3], np.int32)
+        else:
+            _, loss, _ = digit_network(mnn.Adam(learning_rate=1e-3), width=0.25)
+            g = mnn.Graph.training(loss, fuse=fuse)
+            xx, yy = x, y
+        losses = [g.run(xx, labels=yy).loss for _ in range(3)]
+        graphs.append((g, losses, xx))
+    (fused, lf, _), (plain, lp, _) = graphs
+    np.testing.assert_allclose(lf, lp, rtol=1e-5)
+    for k, v in fused.parameters().items():
+        np.testing.assert_allclose(v, plain.parameters()[k], rtol=1e-4, atol=1e-6)
+    steps_fused = [s.method for s in list(fused._compiled.values())[0][0].steps]
+    steps_plain = [s.method for s in list(plain._compiled.values())[0][0].steps]
+    assert steps_fused.count("neuron_forward") < steps_plain.count("neuron_forward")
+
+
+def test_fused_inference_keeps_no_pre_activation():
+    _, _, n = digit_network(width=0.25)
+    g = mnn.Graph(n["f2"].result)
+    x, _ = _batch(2)
+    out = g.run(x).result
+    compiled = list(g._compiled.values())[0][0]
+    assert [s.method for s in compiled.steps].count("neuron_forward") == 0
+    plain = mnn.Graph(n["f2"].result, fuse=False).run(x).result
+    np.testing.assert_allclose(out, plain, rtol=1e-5, atol=1e-6)

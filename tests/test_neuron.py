@@ -5,9 +5,10 @@ import math
 
 import numpy as np
 import pytest
-from helpers import DTYPES, assert_close, finite_difference, raises_named, randn, rng
 
 import metalnn as mnn
+
+from helpers import assert_close, finite_difference, raises_named, randn, rng
 
 _erf = np.vectorize(math.erf)
 

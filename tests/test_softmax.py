@@ -3,7 +3,6 @@ differences, float16, NaN / large inputs, the vectorised exp, bad input."""
 
 import numpy as np
 import pytest
-from helpers import assert_close, finite_difference, raises_named, randn, rng
 
 import metalnn as mnn
 from metalnn.ops import (
@@ -12,6 +11,8 @@ from metalnn.ops import (
     softmax_backward,
     softmax_forward,
 )
+
+from helpers import assert_close, finite_difference, raises_named, randn, rng
 
 # (N, C) rows, tails of the 16-lane vectors (C = 37, 1000), C = 1, and images whose
 # H*W spans several 256-position blocks with a ragged last one.

@@ -76,7 +76,8 @@ Tensor Call::in(py::handle obj, const char* arg, bool writable) {
   }
   if (!a) fail(ErrorKind::Type, op_, arg, ": expected a numpy array or mnn.Tensor, got ",
                std::string(py::str(py::type::of(obj).attr("__name__"))));
-  if (a.dtype().kind() == 'f' || a.dtype().kind() == 'O')
+  // Python lists of floats arrive as float64 or object arrays: make them float32.
+  if (a.dtype().kind() == 'O' || (a.dtype().kind() == 'f' && a.dtype().itemsize() == 8))
     a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(obj);
   return from_numpy(a, op_, arg, false);
 }

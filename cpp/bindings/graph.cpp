@@ -46,6 +46,11 @@ Step python_step(const std::string& label, py::function fn, std::vector<int> slo
   }, {}, {}};
 }
 
+// The neuron a layer runs in its epilogue ("none" when there is none).
+NeuronDescriptor epilogue(const std::optional<std::string>& type, std::optional<float> a, std::optional<float> b) {
+  return NeuronDescriptor::make(type.value_or("none"), a, b, {}, "graph");
+}
+
 std::vector<steps::UpdateTarget> targets_from(const py::list& items) {
   // items: [(value Parameter, gradient slot, [state Parameter or None, ...]), ...]
   std::vector<steps::UpdateTarget> out;
@@ -98,8 +103,10 @@ void bind_graph(py::module_& m) {
       .def("set_release", &Program::set_release)
       .def("add_conv2d_forward", [](Program& p, const std::string& label, int x, int y, ParameterRef w,
                                     ParameterRef b, Ints stride, Ints padding, Ints dilation, int64_t groups,
-                                    const std::string& acc) {
-        p.add(steps::conv2d_forward(label, x, y, w, b, Conv2dDescriptor::make(stride, padding, dilation, groups, acc, "graph")));
+                                    const std::string& acc, std::optional<std::string> neuron,
+                                    std::optional<float> a, std::optional<float> nb, int pre) {
+        p.add(steps::conv2d_forward(label, x, y, w, b, Conv2dDescriptor::make(stride, padding, dilation, groups, acc, "graph"),
+                                    epilogue(neuron, a, nb), pre));
       })
       .def("add_conv2d_backward_input", [](Program& p, const std::string& label, int dy, int dx, ParameterRef w,
                                            Ints input_shape, Ints stride, Ints padding, Ints dilation,
@@ -117,8 +124,10 @@ void bind_graph(py::module_& m) {
         p.add(steps::conv2d_backward_bias(label, dy, db));
       })
       .def("add_fully_connected_forward", [](Program& p, const std::string& label, int x, int y, ParameterRef w,
-                                             ParameterRef b, const std::string& acc) {
-        p.add(steps::fully_connected_forward(label, x, y, w, b, FullyConnectedDescriptor::make(acc, "graph")));
+                                             ParameterRef b, const std::string& acc, std::optional<std::string> neuron,
+                                             std::optional<float> a, std::optional<float> nb, int pre) {
+        p.add(steps::fully_connected_forward(label, x, y, w, b, FullyConnectedDescriptor::make(acc, "graph"),
+                                             epilogue(neuron, a, nb), pre));
       })
       .def("add_fully_connected_backward_input", [](Program& p, const std::string& label, int dy, int dx,
                                                     ParameterRef w, Ints input_shape, const std::string& acc) {

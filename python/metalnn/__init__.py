@@ -27,16 +27,6 @@ if _blas_path and not _core.set_blas_library(_blas_path):
     )
 
 from . import ops  # noqa: E402
-from .graph import *  # noqa: E402,F403 - the node classes, Graph, Padding
-from .graph import __all__ as _graph_all  # noqa: E402
-from .graph.data_source import (  # noqa: E402
-    ConvolutionDescriptor,
-    ConvolutionWeights,
-    DataSource,
-    GradientState,
-    WeightsState,
-)
-from .graph.optimizers import SGD, Adam, RMSProp  # noqa: E402
 from ._core import (  # noqa: E402
     Device,
     Event,
@@ -51,6 +41,17 @@ from ._core import (  # noqa: E402
     num_threads,
     set_num_threads,
 )
+from .batch import ImageBatch, StateBatch  # noqa: E402
+from .graph import *  # noqa: E402,F403 - the node classes, Graph, Padding
+from .graph import __all__ as _graph_all  # noqa: E402
+from .graph.data_source import (  # noqa: E402
+    ConvolutionDescriptor,
+    ConvolutionWeights,
+    DataSource,
+    GradientState,
+    WeightsState,
+)
+from .graph.optimizers import SGD, Adam, RMSProp  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -61,6 +62,8 @@ __all__ = _graph_all + [
     "ConvolutionWeights",
     "DataSource",
     "GradientState",
+    "ImageBatch",
+    "StateBatch",
     "RMSProp",
     "WeightsState",
     "Device",

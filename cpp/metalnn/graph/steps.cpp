@@ -30,14 +30,21 @@ Step make(const std::string& label, std::function<void(Frame&)> run) { return St
 }  // namespace
 
 Step conv2d_forward(const std::string& label, int x, int y, ParameterRef w, ParameterRef b,
-                    const Conv2dDescriptor& d) {
-  return make(label, [=](Frame& f) { out(f, y) = metalnn::conv2d_forward(in(f, x), param(w), optional_param(b), d); });
+                    const Conv2dDescriptor& d, const NeuronDescriptor& neuron, int pre) {
+  return make(label, [=](Frame& f) {
+    Tensor z;
+    out(f, y) = metalnn::conv2d_forward(in(f, x), param(w), optional_param(b), d, neuron, pre >= 0 ? &z : nullptr);
+    if (pre >= 0) out(f, pre) = z;
+  });
 }
 
 Step fully_connected_forward(const std::string& label, int x, int y, ParameterRef w, ParameterRef b,
-                             const FullyConnectedDescriptor& d) {
+                             const FullyConnectedDescriptor& d, const NeuronDescriptor& neuron, int pre) {
   return make(label, [=](Frame& f) {
-    out(f, y) = metalnn::fully_connected_forward(in(f, x), param(w), optional_param(b), d);
+    Tensor z;
+    out(f, y) = metalnn::fully_connected_forward(in(f, x), param(w), optional_param(b), d, neuron,
+                                                 pre >= 0 ? &z : nullptr);
+    if (pre >= 0) out(f, pre) = z;
   });
 }
 

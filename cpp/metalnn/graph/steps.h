@@ -17,11 +17,12 @@
 
 namespace metalnn::graph::steps {
 
-// Forward.
+// Forward. The layers run `neuron` in their epilogue (fused; type none for a plain
+// layer) and write the pre-activation to slot `pre` when it is >= 0.
 Step conv2d_forward(const std::string& label, int x, int y, ParameterRef w, ParameterRef b,
-                    const Conv2dDescriptor& d);
+                    const Conv2dDescriptor& d, const NeuronDescriptor& neuron, int pre);
 Step fully_connected_forward(const std::string& label, int x, int y, ParameterRef w, ParameterRef b,
-                             const FullyConnectedDescriptor& d);
+                             const FullyConnectedDescriptor& d, const NeuronDescriptor& neuron, int pre);
 Step neuron_forward(const std::string& label, int x, int y, const NeuronDescriptor& d);
 Step max_pool2d_forward(const std::string& label, int x, int y, int state, const Pool2dDescriptor& d);
 Step avg_pool2d_forward(const std::string& label, int x, int y, const Pool2dDescriptor& d);

@@ -125,7 +125,7 @@ def main(argv=None) -> float:
         t0, running_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
         in_flight = collections.deque()
 
-        def retire(handle, labels):
+        def retire(handle, labels, bar=bar):
             nonlocal running_loss, correct, seen
             loss = handle.loss
             correct += int(np.sum(np.argmax(handle.output(net.logits), axis=1) == labels))

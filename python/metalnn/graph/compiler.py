@@ -12,6 +12,7 @@ from .nodes import (
     AdditionNode,
     ConvolutionNode,
     FilterNode,
+    FullyConnectedNode,
     GradientNode,
     ImageNode,
     NeuronNode,
@@ -56,6 +57,7 @@ class Compiler:
         self.loss_slots: dict[str, int] = {}
         self.updates: list = []             # (node, dw_slot, db_slot) in reverse layer order
         self.pre_activation: dict[FilterNode, int] = {}
+        self.fused: set[FilterNode] = set()
 
     # -- slots ---------------------------------------------------------------
     def new_slot(self, shape, itemsize: int = 4) -> int:
@@ -110,30 +112,56 @@ class Compiler:
     def _neuron_args(self, neuron, a, b):
         return (neuron, None if a is None else float(a), None if b is None else float(b))
 
-    def emit_convolution(self, node: ConvolutionNode):
-        d, (w, b) = node.descriptor(), self.graph._parameters(node)
-        x, y = self.slot(node.sources[0]), self.slot(node.result)
-        out = y
-        if d.neuron:
-            out = self.pre_activation[node] = self.new_slot(self.shape(node.result))
-        self.emit(node.label, "conv2d_forward", x, out, w, b, [d.stride_h, d.stride_w], list(node.resolved_padding),
-                  [d.dilation_h, d.dilation_w], d.groups, node.accumulation, inputs=[x], outputs=[out])
-        if d.neuron:
-            self.emit(node.label, "neuron_forward", out, y, *self._neuron_args(d.neuron, d.neuron_a, d.neuron_b),
-                      inputs=[out], outputs=[y])
+    def _geometry(self, node) -> tuple:
+        """Stride, padding, dilation, groups of a convolution (nothing for fully connected)."""
+        if isinstance(node, FullyConnectedNode):
+            return ()
+        d = node.descriptor()
+        return ([d.stride_h, d.stride_w], list(node.resolved_padding), [d.dilation_h, d.dilation_w], d.groups)
 
-    def emit_fully_connected(self, node):
+    def _layer_op(self, node) -> str:
+        return "fully_connected" if isinstance(node, FullyConnectedNode) else "conv2d"
+
+    def _fusable_neuron(self, node) -> NeuronNode | None:
+        """The neuron node that alone reads this layer's result, if it can run in the layer's epilogue."""
+        consumers = self.graph._consumers.get(node.result, [])
+        if (not self.fuse or len(consumers) != 1 or not isinstance(consumers[0], NeuronNode)
+                or node.result.export_from_graph or node.result in self.graph.results):
+            return None
+        return consumers[0]
+
+    def emit_layer(self, node: ConvolutionNode):
+        """Convolution / fully connected + bias + neuron. With fusion on, the descriptor's
+        neuron or a following neuron node runs in the layer's epilogue (one kernel); the
+        pre-activation is kept only when a gradient needs it."""
         d, (w, b) = node.descriptor(), self.graph._parameters(node)
         x, y = self.slot(node.sources[0]), self.slot(node.result)
-        out = y
+        op, geometry = self._layer_op(node) + "_forward", self._geometry(node)
+        if d.neuron and not self.fuse:
+            z = self.pre_activation[node] = self.new_slot(self.shape(node.result))
+            self.emit(node.label, op, x, z, w, b, *geometry, node.accumulation, None, None, None, -1,
+                      inputs=[x], outputs=[z])
+            self.emit(node.label, "neuron_forward", z, y, *self._neuron_args(d.neuron, d.neuron_a, d.neuron_b),
+                      inputs=[z], outputs=[y])
+            return
+        neuron, out, pre = (None, None, None), y, -1
+        follower = None if d.neuron else self._fusable_neuron(node)
         if d.neuron:
-            out = self.pre_activation[node] = self.new_slot(self.shape(node.result))
-        self.emit(node.label, "fully_connected_forward", x, out, w, b, node.accumulation, inputs=[x], outputs=[out])
-        if d.neuron:
-            self.emit(node.label, "neuron_forward", out, y, *self._neuron_args(d.neuron, d.neuron_a, d.neuron_b),
-                      inputs=[out], outputs=[y])
+            neuron = self._neuron_args(d.neuron, d.neuron_a, d.neuron_b)
+            if node in self.graph._differentiated:
+                pre = self.pre_activation[node] = self.new_slot(self.shape(node.result))
+        elif follower is not None:
+            neuron = self._neuron_args(follower.neuron_type, follower.a, follower.b)
+            out = self.slot(follower.result)
+            if follower in self.graph._differentiated:
+                pre = y  # the neuron's gradient reads its input: the layer's own result
+            self.fused.add(follower)
+        self.emit(node.label, op, x, out, w, b, *geometry, node.accumulation, *neuron, pre,
+                  inputs=[x], outputs=[out] + ([pre] if pre >= 0 else []))
 
     def emit_neuron(self, node: NeuronNode):
+        if node in self.fused:  # ran in its layer's epilogue
+            return
         x, y = self.slot(node.sources[0]), self.slot(node.result)
         self.emit(node.label, "neuron_forward", x, y, *self._neuron_args(node.neuron_type, node.a, node.b),
                   inputs=[x], outputs=[y])
@@ -195,41 +223,23 @@ class Compiler:
                   *self._neuron_args(d.neuron, d.neuron_a, d.neuron_b), inputs=[dy, z], outputs=[dz])
         return dz
 
-    def emit_convolution_gradient(self, node, g):
-        d, (w, b) = node.descriptor(), self.graph._parameters(node)
+    def emit_layer_gradient(self, node, g):
+        """Weight and bias gradients (when the layer trains) and the input gradient (when read)."""
+        (w, b), op, geometry = self.graph._parameters(node), self._layer_op(node), self._geometry(node)
         dy = self._through_own_neuron(node, self._gradient_source(g))
         x = self.slot(node.sources[0])
-        conv = ([d.stride_h, d.stride_w], list(node.resolved_padding), [d.dilation_h, d.dilation_w], d.groups)
-        dw = db = None
         if self.graph._trains(node):
             dw = self.new_slot(w.value.shape)
-            self.emit(g.label, "conv2d_backward_weight", dy, x, dw, list(w.value.shape), *conv,
+            self.emit(g.label, op + "_backward_weight", dy, x, dw, list(w.value.shape), *geometry,
                       inputs=[dy, x], outputs=[dw])
+            db = None
             if b is not None:
                 db = self.new_slot(b.value.shape)
-                self.emit(g.label, "conv2d_backward_bias", dy, db, inputs=[dy], outputs=[db])
+                self.emit(g.label, op + "_backward_bias", dy, db, inputs=[dy], outputs=[db])
             self.updates.append((node, dw, db))
         if self.needed(g.result):
             dx = self.slot(g.result)
-            self.emit(g.label, "conv2d_backward_input", dy, dx, w, list(self.shape(node.sources[0])), *conv,
-                      node.accumulation, inputs=[dy], outputs=[dx])
-
-    def emit_fully_connected_gradient(self, node, g):
-        w, b = self.graph._parameters(node)
-        dy = self._through_own_neuron(node, self._gradient_source(g))
-        x = self.slot(node.sources[0])
-        dw = db = None
-        if self.graph._trains(node):
-            dw = self.new_slot(w.value.shape)
-            self.emit(g.label, "fully_connected_backward_weight", dy, x, dw, list(w.value.shape),
-                      inputs=[dy, x], outputs=[dw])
-            if b is not None:
-                db = self.new_slot(b.value.shape)
-                self.emit(g.label, "fully_connected_backward_bias", dy, db, inputs=[dy], outputs=[db])
-            self.updates.append((node, dw, db))
-        if self.needed(g.result):
-            dx = self.slot(g.result)
-            self.emit(g.label, "fully_connected_backward_input", dy, dx, w, list(self.shape(node.sources[0])),
+            self.emit(g.label, op + "_backward_input", dy, dx, w, list(self.shape(node.sources[0])), *geometry,
                       node.accumulation, inputs=[dy], outputs=[dx])
 
     def emit_neuron_gradient(self, node, g):

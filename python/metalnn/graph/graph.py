@@ -3,7 +3,8 @@ compiled to a C++ program and run batch after batch (MPSNNGraph)."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -173,7 +174,9 @@ class Graph:
         for n in self.nodes:
             for s in n.sources:
                 self._consumers.setdefault(s, []).append(n)
-        has_gradients = any(isinstance(n, GradientNode) for n in self.nodes)
+        # Forward nodes whose gradient node is in this graph (they keep what it reads).
+        self._differentiated = {n.forward for n in self.nodes if isinstance(n, GradientNode)}
+        has_gradients = bool(self._differentiated)
         self.mode = mode or ("training" if has_gradients else "inference")
         self._params: dict[FilterNode, tuple] = {}
         self._opt_state: dict[tuple, dict] = {}
@@ -410,7 +413,7 @@ class Graph:
     def parameters(self) -> dict[str, np.ndarray]:
         """The graph's weights and biases by name (views: they change as it trains)."""
         out = {}
-        for node, (w, b) in self._params.items():
+        for _node, (w, b) in self._params.items():
             out[w.name] = w.value
             if b is not None:
                 out[b.name] = b.value

@@ -11,7 +11,8 @@ trainable filters also produce weight gradients, handed to the data source's
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .padding import Padding, PaddingSpec
 
@@ -156,10 +157,10 @@ class ConvolutionNode(FilterNode):
         return (n, d.out_channels, oh, ow)
 
     def emit_forward(self, c):
-        c.emit_convolution(self)
+        c.emit_layer(self)
 
     def emit_gradient(self, c, g):
-        c.emit_convolution_gradient(self, g)
+        c.emit_layer_gradient(self, g)
 
 
 class FullyConnectedNode(ConvolutionNode):
@@ -181,12 +182,6 @@ class FullyConnectedNode(ConvolutionNode):
             raise ValueError(f"input has {features} features per sample but the data source expects "
                              f"{expected} (in_channels {d.in_channels} x kernel {d.kernel_h}x{d.kernel_w})")
         return (x[0], d.out_channels)
-
-    def emit_forward(self, c):
-        c.emit_fully_connected(self)
-
-    def emit_gradient(self, c, g):
-        c.emit_fully_connected_gradient(self, g)
 
 
 class _PoolingNode(FilterNode):
