@@ -21,29 +21,36 @@ void check_input(const char* op, const char* arg, const Shape& s) {
     fail(ErrorKind::Value, op, arg, " is too large for 32-bit indices, got shape ", shape_str(s));
 }
 
+// kernel_size / stride: an int or an (h, w) pair of positive sizes.
+void positive_pair(const char* op, const char* arg, const std::vector<int64_t>& v, int64_t& h, int64_t& w) {
+  if (v.size() != 1 && v.size() != 2) fail(ErrorKind::Value, op, arg, " must be an int or a pair, got ", tuple_str(v));
+  for (auto k : v)
+    if (k <= 0) fail(ErrorKind::Value, op, arg, " must be positive, got ", tuple_str(v));
+  h = v[0];
+  w = v.back();
+}
+
+// The image sizes of the kernel parameters; the window fields are left zero.
+MnnPool2dParams image_params(const Shape& in, int64_t out_h, int64_t out_w) {
+  MnnPool2dParams p{};
+  p.n = (int32_t)in[0];
+  p.c = (int32_t)in[1];
+  p.h = (int32_t)in[2];
+  p.w = (int32_t)in[3];
+  p.out_h = (int32_t)out_h;
+  p.out_w = (int32_t)out_w;
+  return p;
+}
+
 }  // namespace
 
 Pool2dDescriptor Pool2dDescriptor::make(const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
                                         const std::vector<int64_t>& padding, bool count_include_pad,
                                         const char* op) {
   Pool2dDescriptor d;
-  if (kernel.size() != 1 && kernel.size() != 2)
-    fail(ErrorKind::Value, op, "kernel_size must be an int or a pair, got ", tuple_str(kernel));
-  for (auto k : kernel)
-    if (k <= 0) fail(ErrorKind::Value, op, "kernel_size must be positive, got ", tuple_str(kernel));
-  d.kernel_h = kernel[0];
-  d.kernel_w = kernel.back();
-  if (stride.empty()) {
-    d.stride_h = d.kernel_h;
-    d.stride_w = d.kernel_w;
-  } else {
-    if (stride.size() != 2 && stride.size() != 1)
-      fail(ErrorKind::Value, op, "stride must be an int or a pair, got ", tuple_str(stride));
-    for (auto s : stride)
-      if (s <= 0) fail(ErrorKind::Value, op, "stride must be positive, got ", tuple_str(stride));
-    d.stride_h = stride[0];
-    d.stride_w = stride.back();
-  }
+  positive_pair(op, "kernel_size", kernel, d.kernel_h, d.kernel_w);
+  // No stride means windows side by side (stride = kernel_size).
+  positive_pair(op, "stride", stride.empty() ? kernel : stride, d.stride_h, d.stride_w);
   if (padding.size() == 1 || padding.size() == 2) {
     d.pad_top = d.pad_bottom = padding[0];
     d.pad_left = d.pad_right = padding.back();
@@ -82,13 +89,7 @@ Shape Pool2dDescriptor::output_shape(const Shape& in, const char* op) const {
 }
 
 MnnPool2dParams Pool2dDescriptor::params(const Shape& in, const Shape& out) const {
-  MnnPool2dParams p;
-  p.n = (int32_t)in[0];
-  p.c = (int32_t)in[1];
-  p.h = (int32_t)in[2];
-  p.w = (int32_t)in[3];
-  p.out_h = (int32_t)out[2];
-  p.out_w = (int32_t)out[3];
+  MnnPool2dParams p = image_params(in, out[2], out[3]);
   p.kernel_h = (int32_t)kernel_h;
   p.kernel_w = (int32_t)kernel_w;
   p.stride_h = (int32_t)stride_h;
@@ -128,14 +129,7 @@ Tensor max_pool2d_backward(const Tensor& dy, const std::shared_ptr<State>& state
   check::shape(op, "dy", dy, s.argmax.shape());
   check::same_device(op, "dy", dy, "state", s.argmax);
   Tensor dx = Tensor::empty(s.input_shape, dy.dtype(), dy.device());
-  const Shape& in = s.input_shape;
-  MnnPool2dParams p{};
-  p.n = (int32_t)in[0];
-  p.c = (int32_t)in[1];
-  p.h = (int32_t)in[2];
-  p.w = (int32_t)in[3];
-  p.out_h = (int32_t)dy.dim(2);
-  p.out_w = (int32_t)dy.dim(3);
+  MnnPool2dParams p = image_params(s.input_shape, dy.dim(2), dy.dim(3));
   dispatch(op, dy.device(), [&] { cpu::max_pool2d_backward(dy, s.argmax, dx, p); });
   return dx;
 }

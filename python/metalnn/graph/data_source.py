@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import abc
 import math
-import numbers
-import operator
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Union
@@ -41,6 +39,7 @@ import numpy as np
 
 from ..ops.neuron import NEURON_TYPES
 from . import checkpoint as _checkpoint
+from ._validate import integer, is_real
 from .optimizers import Optimizer
 
 __all__ = [
@@ -67,14 +66,7 @@ DTypeLike = Union[str, type, np.dtype]
 
 
 def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"[{owner}] {name} must be an int, got {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"[{owner}] {name} must be an int, got {type(value).__name__} {value!r}"
-        ) from None
+    v = integer(owner, name, value)
     if v < 1:
         raise ValueError(f"[{owner}] {name} must be >= 1, got {v}")
     return v
@@ -168,13 +160,14 @@ class ConvolutionDescriptor:
         kernel_size: Any,
         in_channels: Any,
         out_channels: Any,
-        stride: Any,
-        dilation: Any,
-        groups: Any,
-        neuron: Any,
-        neuron_a: Any,
-        neuron_b: Any,
+        stride: Any = 1,
+        dilation: Any = 1,
+        groups: Any = 1,
+        neuron: Any = None,
+        neuron_a: Any = None,
+        neuron_b: Any = None,
     ) -> None:
+        """``__init__`` with error messages prefixed by ``owner``."""
         self._kernel = _int_pair(owner, "kernel_size", kernel_size)
         self._in = _positive_int(owner, "in_channels", in_channels)
         self._out = _positive_int(owner, "out_channels", out_channels)
@@ -205,7 +198,7 @@ class ConvolutionDescriptor:
             if p is not None:
                 if neuron is None:
                     raise ValueError(f"[{owner}] {pname} given without a neuron")
-                if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
+                if not is_real(p):
                     raise TypeError(f"[{owner}] {pname} must be a real number, got {p!r}")
                 if not math.isfinite(float(p)):
                     raise ValueError(f"[{owner}] {pname} must be finite, got {p!r}")
@@ -217,20 +210,7 @@ class ConvolutionDescriptor:
     def _create(cls, owner: str, **kw: Any) -> ConvolutionDescriptor:
         """Build with error messages prefixed by ``owner`` (e.g. ConvolutionWeights)."""
         d = cls.__new__(cls)
-        args = dict(stride=1, dilation=1, groups=1, neuron=None, neuron_a=None, neuron_b=None)
-        args.update(kw)
-        d._init(
-            owner,
-            args["kernel_size"],
-            args["in_channels"],
-            args["out_channels"],
-            args["stride"],
-            args["dilation"],
-            args["groups"],
-            args["neuron"],
-            args["neuron_a"],
-            args["neuron_b"],
-        )
+        d._init(owner, **kw)
         return d
 
     # -- fields ------------------------------------------------------------------------

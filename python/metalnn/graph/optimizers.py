@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import abc
 import math
-import numbers
-import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..ops import optimizer as _kernels
+from ._validate import integer, is_real
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSProp", "optimizer_from_dict"]
 
@@ -40,7 +39,7 @@ _REGULARIZATIONS = ("l2", "l1")
 
 def _real(owner: str, name: str, value: Any) -> float:
     """A finite real number that fits float32 (the kernels compute in float32)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(
             f"[{owner}] {name} must be a real number, got {type(value).__name__} {value!r}"
         )
@@ -86,7 +85,7 @@ def _clip(owner: str, value: Any) -> tuple[float, float] | None:
         raise TypeError(f"[{owner}] gradient_clip must be None or a pair (min, max), got {value!r}")
     bounds = []
     for which, b in zip(("min", "max"), value):
-        if isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Real):
+        if not is_real(b):
             raise TypeError(f"[{owner}] gradient_clip {which} must be a real number, got {b!r}")
         bounds.append(float(b))
     lo, hi = bounds
@@ -101,7 +100,9 @@ class Optimizer(abc.ABC):
     """Base class of the optimizer descriptors (as ``MPSNNOptimizer``).
 
     Subclasses define :attr:`kind` (the kernel family: ``mnn.ops.<kind>_step``),
-    :meth:`hyperparameters` and :meth:`state_names`. The common arguments are those of
+    :meth:`hyperparameters`, :meth:`state_names`, and ``_kernel`` / ``_kernel_many`` /
+    ``_run_kernel`` (how :meth:`step` and :meth:`step_many` call the kernels). The common
+    arguments are those of
     ``MPSNNOptimizerDescriptor``: ``weight_decay`` (regularizationScale, >= 0),
     ``regularization`` ("l2" or "l1"), ``gradient_rescale`` (finite) and ``gradient_clip``
     (None or (min, max)). Only :attr:`learning_rate` may change after construction (for
@@ -209,29 +210,34 @@ class Optimizer(abc.ABC):
 
     def _step_number(self, step: Any) -> int:
         owner = type(self).__name__
-        if isinstance(step, (bool, np.bool_)):
-            raise TypeError(f"[{owner}] step must be an int, got {step!r}")
-        try:
-            t = operator.index(step)
-        except TypeError:
-            raise TypeError(
-                f"[{owner}] step must be an int, got {type(step).__name__} {step!r}"
-            ) from None
+        t = integer(owner, "step", step)
         if t < 1:
             raise ValueError(
                 f"[{owner}] step must be >= 1 (1-based: the first update is step 1), got {t}"
             )
         return t
 
+    #: ``mnn.ops.<kind>_step`` and ``mnn.ops.<kind>_step_many``, run by :meth:`step` and
+    #: :meth:`step_many` through :meth:`_run_kernel`.
+    _kernel: ClassVar[Callable[..., None]]
+    _kernel_many: ClassVar[Callable[..., None]]
+
     @abc.abstractmethod
+    def _run_kernel(
+        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int
+    ) -> None:
+        """Call ``kernel`` (the single or ``_many`` form) with the state arrays, or lists of
+        them, in :meth:`state_names` order, and the checked step ``t``."""
+
     def step(self, weights: Any, gradients: Any, state: Mapping[str, Any], step: int) -> None:
         """Apply one update to ``weights`` and ``state`` in place.
 
         ``state`` is the dict from :meth:`init_state`; ``step`` is the 1-based update count
         (used by Adam's bias correction; checked but unused by SGD and RMSProp).
         """
+        t = self._step_number(step)
+        self._run_kernel(self._kernel, weights, gradients, self._state_arrays(state), t)
 
-    @abc.abstractmethod
     def step_many(
         self,
         weights: Sequence[Any],
@@ -240,6 +246,9 @@ class Optimizer(abc.ABC):
         step: int,
     ) -> None:
         """:meth:`step` on every parameter tensor at once (one multi-tensor kernel call)."""
+        t = self._step_number(step)
+        cols = self._states_many(weights, states)
+        self._run_kernel(self._kernel_many, list(weights), list(gradients), cols, t)
 
     def _states_many(self, weights: Sequence[Any], states: Any) -> list[list[Any]]:
         """Per-state-name lists: [[m0, m1, ...], [v0, v1, ...]]."""
@@ -335,40 +344,26 @@ class SGD(Optimizer):
     def state_names(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self._momentum > 0 else ()
 
-    def step(self, weights: Any, gradients: Any, state: Mapping[str, Any], step: int) -> None:
-        self._step_number(step)
-        buffers = self._state_arrays(state)
-        _kernels.sgd_step(
-            weights, gradients, buffers[0] if buffers else None, **self.hyperparameters()
-        )
+    _kernel = staticmethod(_kernels.sgd_step)
+    _kernel_many = staticmethod(_kernels.sgd_step_many)
 
-    def step_many(
-        self,
-        weights: Sequence[Any],
-        gradients: Sequence[Any],
-        states: Sequence[Mapping[str, Any]],
-        step: int,
+    def _run_kernel(
+        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int
     ) -> None:
-        self._step_number(step)
-        cols = self._states_many(weights, states)
-        _kernels.sgd_step_many(
-            list(weights), list(gradients), cols[0] if cols else None, **self.hyperparameters()
-        )
+        # No momentum buffer without momentum.
+        kernel(weights, gradients, states[0] if states else None, **self.hyperparameters())
 
 
 class Adam(Optimizer):
-    """Adam / AMSGrad (MPSNNOptimizerAdam), after the common preprocessing; t = ``step``::
+    """Adam / AMSGrad (MPSNNOptimizerAdam), after the common preprocessing; t = ``step``.
 
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * g**2
-        lr_t = learning_rate * sqrt(1 - beta2**t) / (1 - beta1**t)
-        v_hat = v                                   (amsgrad=False)
-        v_max = maximum(v_max, v); v_hat = v_max    (amsgrad=True)
-        w = w - lr_t * m / (sqrt(v_hat) + epsilon)
-
-    As in MPS, epsilon is added to sqrt(v_hat) without bias correction. State: ``m``, ``v``
-    and, with amsgrad only, ``v_max``. Ranges: learning_rate >= 0, 0 <= beta1, beta2 < 1,
-    epsilon > 0.
+    The update is that of :func:`metalnn.ops.adam_step` (whose docstring has the full rule):
+    moments ``m`` and ``v`` of g and g**2, then
+    ``w -= lr_t * m / (sqrt(v_hat) + epsilon)`` with the bias-corrected
+    ``lr_t = learning_rate * sqrt(1 - beta2**t) / (1 - beta1**t)`` and ``v_hat = v``, or the
+    running maximum ``v_max`` with amsgrad. As in MPS, epsilon is added to sqrt(v_hat) without
+    bias correction. State: ``m``, ``v`` and, with amsgrad only, ``v_max``. Ranges:
+    learning_rate >= 0, 0 <= beta1, beta2 < 1, epsilon > 0.
     """
 
     kind: ClassVar[str] = "adam"
@@ -427,33 +422,14 @@ class Adam(Optimizer):
     def state_names(self) -> tuple[str, ...]:
         return ("m", "v", "v_max") if self._amsgrad else ("m", "v")
 
-    def step(self, weights: Any, gradients: Any, state: Mapping[str, Any], step: int) -> None:
-        t = self._step_number(step)
-        arrays = self._state_arrays(state)
-        v_max = arrays[2] if self._amsgrad else None
-        _kernels.adam_step(
-            weights, gradients, arrays[0], arrays[1], t, v_max=v_max, **self.hyperparameters()
-        )
+    _kernel = staticmethod(_kernels.adam_step)
+    _kernel_many = staticmethod(_kernels.adam_step_many)
 
-    def step_many(
-        self,
-        weights: Sequence[Any],
-        gradients: Sequence[Any],
-        states: Sequence[Mapping[str, Any]],
-        step: int,
+    def _run_kernel(
+        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int
     ) -> None:
-        t = self._step_number(step)
-        cols = self._states_many(weights, states)
-        v_max = cols[2] if self._amsgrad else None
-        _kernels.adam_step_many(
-            list(weights),
-            list(gradients),
-            cols[0],
-            cols[1],
-            t,
-            v_max=v_max,
-            **self.hyperparameters(),
-        )
+        v_max = states[2] if self._amsgrad else None
+        kernel(weights, gradients, states[0], states[1], t, v_max=v_max, **self.hyperparameters())
 
 
 class RMSProp(Optimizer):
@@ -507,21 +483,14 @@ class RMSProp(Optimizer):
     def state_names(self) -> tuple[str, ...]:
         return ("s",)
 
-    def step(self, weights: Any, gradients: Any, state: Mapping[str, Any], step: int) -> None:
-        self._step_number(step)
-        (s,) = self._state_arrays(state)
-        _kernels.rmsprop_step(weights, gradients, s, **self.hyperparameters())
+    _kernel = staticmethod(_kernels.rmsprop_step)
+    _kernel_many = staticmethod(_kernels.rmsprop_step_many)
 
-    def step_many(
-        self,
-        weights: Sequence[Any],
-        gradients: Sequence[Any],
-        states: Sequence[Mapping[str, Any]],
-        step: int,
+    def _run_kernel(
+        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int
     ) -> None:
-        self._step_number(step)
-        (s,) = self._states_many(weights, states)
-        _kernels.rmsprop_step_many(list(weights), list(gradients), s, **self.hyperparameters())
+        (s,) = states
+        kernel(weights, gradients, s, **self.hyperparameters())
 
 
 _KINDS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSProp}

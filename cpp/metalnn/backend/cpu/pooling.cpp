@@ -13,37 +13,35 @@ namespace {
 
 // Float32 views of one (H, W) plane: float32 tensors are used in place, float16
 // planes are widened into (or narrowed from) a per-chunk scratch buffer.
-class PlaneIn {
+class Plane {
  public:
-  PlaneIn(const Tensor& t, int64_t plane) : t_(t), plane_(plane) {
+  Plane(const Tensor& t, int64_t plane) : t_(t), plane_(plane) {
     if (t.dtype() != DType::float32) buf_.resize((size_t)plane);
   }
+
+ protected:
+  const Tensor& t_;
+  int64_t plane_;
+  std::vector<float> buf_;  // empty for float32
+};
+
+class PlaneIn : Plane {
+ public:
+  using Plane::Plane;
   const float* get(int64_t i) {
     if (buf_.empty()) return t_.data<float>() + i * plane_;
     half_to_float_n(t_.data<uint16_t>() + i * plane_, buf_.data(), (size_t)plane_);
     return buf_.data();
   }
-
- private:
-  const Tensor& t_;
-  int64_t plane_;
-  std::vector<float> buf_;
 };
 
-class PlaneOut {
+class PlaneOut : Plane {
  public:
-  PlaneOut(const Tensor& t, int64_t plane) : t_(t), plane_(plane) {
-    if (t.dtype() != DType::float32) buf_.resize((size_t)plane);
-  }
+  using Plane::Plane;
   float* get(int64_t i) { return buf_.empty() ? t_.data<float>() + i * plane_ : buf_.data(); }
   void commit(int64_t i) {
     if (!buf_.empty()) float_to_half_n(buf_.data(), t_.data<uint16_t>() + i * plane_, (size_t)plane_);
   }
-
- private:
-  const Tensor& t_;
-  int64_t plane_;
-  std::vector<float> buf_;
 };
 
 // Planes per chunk: about 32k input elements, so small images still split across threads.
@@ -251,13 +249,18 @@ inline void row_blocks(int OW, Blk&& blk) {
   }
 }
 
-template <int SW>
-struct MaxRow {
+// One output row for row_blocks: input rows [hs, he) of the padded plane xr (row
+// stride ld) and the row's outputs y.
+struct RowWindow {
   const float* xr;
   int64_t ld;
   int hs, he;
   const MnnPool2dParams& p;
   float* y;
+};
+
+template <int SW>
+struct MaxRow : RowWindow {
   int32_t* arg;
   template <class VF, class VI>
   void run(int o) const { max_block<VF, VI, SW>(xr, ld, hs, he, o, p, y, arg); }
@@ -282,12 +285,7 @@ struct MaxRow {
 };
 
 template <int SW>
-struct AvgRow {
-  const float* xr;
-  int64_t ld;
-  int hs, he;
-  const MnnPool2dParams& p;
-  float* y;
+struct AvgRow : RowWindow {
   template <class VF, class VI>
   void run(int o) const { avg_block<VF, VI, SW>(xr, ld, hs, he, o, p, y); }
   void scalar(int OW) const {
@@ -312,7 +310,7 @@ void max_general(const float* x, float* y, int32_t* arg, PaddedRows& pad, const 
     int hs, he;
     row_range(p, oh, hs, he);
     const int64_t r = (int64_t)oh * p.out_w;
-    row_blocks(p.out_w, MaxRow<SW>{xr, pad.ld(), hs, he, p, y + r, arg + r});
+    row_blocks(p.out_w, MaxRow<SW>{{xr, pad.ld(), hs, he, p, y + r}, arg + r});
   }
 }
 
@@ -322,7 +320,7 @@ void avg_forward_plane(const float* x, float* y, PaddedRows& pad, const MnnPool2
   for (int oh = 0; oh < p.out_h; ++oh) {
     int hs, he;
     row_range(p, oh, hs, he);
-    row_blocks(p.out_w, AvgRow<SW>{xr, pad.ld(), hs, he, p, y + (int64_t)oh * p.out_w});
+    row_blocks(p.out_w, AvgRow<SW>{{xr, pad.ld(), hs, he, p, y + (int64_t)oh * p.out_w}});
   }
 }
 
