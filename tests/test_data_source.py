@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import raises_named, rng
+
 from metalnn.graph.checkpoint import save_arrays
 from metalnn.graph.data_source import (
     ConvolutionDescriptor,
@@ -21,6 +21,8 @@ from metalnn.graph.data_source import (
     read_parameters,
 )
 from metalnn.graph.optimizers import SGD, Adam
+
+from helpers import raises_named, rng
 
 # ---------------------------------------------------------------------------------------
 # descriptor

@@ -6,11 +6,13 @@ from __future__ import annotations
 import inspect
 import json
 
-import metalnn as mnn
 import numpy as np
 import pytest
-from helpers import assert_close, raises_named, randn, rng
+
+import metalnn as mnn
 from metalnn.graph.optimizers import SGD, Adam, Optimizer, RMSProp, optimizer_from_dict
+
+from helpers import assert_close, raises_named, randn, rng
 
 SHAPE = (5, 3, 7)  # odd sizes: no vector-width multiple
 

@@ -4,10 +4,11 @@ labels, float16, large logits, NaN, bad input."""
 
 import numpy as np
 import pytest
-from helpers import assert_close, finite_difference, raises_named, randn, rng
 
 import metalnn as mnn
 from metalnn.ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+
+from helpers import assert_close, finite_difference, raises_named, randn, rng
 
 SHAPES = [(64, 10), (7, 3), (3, 5, 4, 6)]
 REDUCTIONS = ["none", "sum", "mean"]

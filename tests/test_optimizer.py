@@ -2,9 +2,11 @@
 written out in numpy (float64), every option, float16 weights, the multi-tensor forms,
 bad input that must leave weights and state byte-identical, NaN propagation."""
 
-import metalnn as mnn
 import numpy as np
 import pytest
+
+import metalnn as mnn
+
 from helpers import assert_close, raises_named, randn, rng
 
 STEPS = 5

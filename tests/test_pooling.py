@@ -3,7 +3,6 @@ argmax ties and NaNs, gradients against finite differences, float16, bad input."
 
 import numpy as np
 import pytest
-from helpers import assert_close, finite_difference, raises_named, randn, rng
 
 import metalnn as mnn
 from metalnn.ops import (
@@ -12,6 +11,8 @@ from metalnn.ops import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
+
+from helpers import assert_close, finite_difference, raises_named, randn, rng
 
 # (input shape, kernel_size, stride, padding): the MNIST shapes' fast path (even and odd
 # widths), odd sizes with asymmetric padding, overlapping windows, rectangular kernels.
