@@ -68,3 +68,62 @@ def test_neuron(name, dtype):
     dx, = run_both_schedules(k, f"neuron_backward_{SUFFIX[dtype]}", [dy, x, ("out", 0), p, n], [x], x.size, 64)
     assert_close(y, mnn.ops.neuron_forward(x, name, a, b), dtype, what=f"{name} forward")
     assert_close(dx, mnn.ops.neuron_backward(dy, x, name, a, b), dtype, what=f"{name} backward")
+
+
+# ---------------------------------------------------------------- dropout
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("keep", [0.3, 1.0])
+def test_dropout(dtype, keep):
+    r = rng(2)
+    x = randn(r, 5, 3, 13, dtype=dtype)  # 195 elements
+    x.reshape(-1)[0] = np.inf
+    dy = randn(r, *x.shape, dtype=dtype)
+    seed = 1234567
+    p = DropoutParams(seed, min(int(np.ceil(np.float64(keep) * 2**24)), 2**24), keep, np.float32(1 / keep), 0)
+    n = np.uint32(x.size)
+    k = lib("dropout")
+    y, mask = run_both_schedules(k, f"dropout_forward_{SUFFIX[dtype]}", [x, ("out", 0), ("out", 1), p, n],
+                                 [x, np.zeros(x.shape, np.uint8)], x.size, 64)
+    dx, = run_both_schedules(k, f"dropout_backward_{SUFFIX[dtype]}", [dy, mask, ("out", 0), p, n], [x], x.size, 64)
+    y_ref, state = mnn.ops.dropout_forward(x, keep, seed)
+    np.testing.assert_array_equal(mask, np.asarray(state.mask).reshape(x.shape))
+    if keep < 1:
+        assert 0 < mask.sum() < mask.size
+    assert_close(y, y_ref, dtype, what="dropout forward")
+    assert_close(dx, mnn.ops.dropout_backward(dy, state), dtype, what="dropout backward")
+
+
+# ---------------------------------------------------------------- softmax
+
+SOFTMAX_SHAPES = [((7, 37), 32), ((5, 100), 64), ((3, 9, 5, 3), 48), ((2, 1500), 256)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("shape,tg", SOFTMAX_SHAPES)
+def test_softmax(shape, tg, log, dtype):
+    r = rng(3)
+    x = randn(r, *shape, dtype=dtype, scale=3.0)
+    x.reshape(-1)[5] = 40.0  # a large logit: the max must be subtracted
+    dy = randn(r, *shape, dtype=dtype)
+    n, c, s = shape[0], shape[1], int(np.prod(shape[2:]))
+    p = SoftmaxParams(n, c, s, int(log))
+    k = lib("softmax")
+    y, = run_both_schedules(k, f"softmax_forward_{SUFFIX[dtype]}", [x, ("out", 0), p], [x], n * s * tg, tg)
+    fwd = mnn.ops.log_softmax_forward if log else mnn.ops.softmax_forward
+    bwd = mnn.ops.log_softmax_backward if log else mnn.ops.softmax_backward
+    y_ref = fwd(x)
+    assert_close(y, y_ref, dtype, what="softmax forward")
+    dx, = run_both_schedules(k, f"softmax_backward_{SUFFIX[dtype]}", [dy, y_ref, ("out", 0), p], [x], n * s * tg, tg)
+    assert_close(dx, bwd(dy, y_ref), dtype, what="softmax backward")
+
+
+def test_softmax_nan_row():
+    x = randn(rng(4), 3, 40)
+    x[1, 7] = np.nan
+    y = poisoned(x.shape, np.float32)
+    lib("softmax").dispatch("softmax_forward_float32", [x, y, SoftmaxParams(3, 40, 1, 0)], 3 * 64, 64)
+    assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
+    assert_close(y, mnn.ops.softmax_forward(x))

@@ -49,3 +49,26 @@ template <typename T>
 inline void mnn_store(device T* p, uint i, float v) {
   p[i] = T(v);
 }
+
+// Threadgroup-wide max / sum of one float per thread: simd-group reduction, one partial per
+// simd-group in `partial` (>= simdgroups_per_threadgroup floats), then every thread folds the
+// partials. The second barrier lets the caller reuse `partial` right away.
+inline float mnn_threadgroup_max(float v, threadgroup float* partial, uint lane, uint sg, uint nsg) {
+  v = simd_max(v);
+  if (lane == 0) partial[sg] = v;
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  float r = partial[0];
+  for (uint i = 1; i < nsg; ++i) r = fmax(r, partial[i]);
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  return r;
+}
+
+inline float mnn_threadgroup_sum(float v, threadgroup float* partial, uint lane, uint sg, uint nsg) {
+  v = simd_sum(v);
+  if (lane == 0) partial[sg] = v;
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  float r = 0.0f;
+  for (uint i = 0; i < nsg; ++i) r += partial[i];
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  return r;
+}

@@ -155,9 +155,10 @@ class Library:
                 if not v.flags.c_contiguous:
                     raise ValueError(f"buffer({i}) must be C-contiguous")
                 n = v.nbytes
-                stage = np.frombuffer(POISON * ((n + 2 * GUARD) // 2 + 1), np.uint8)[: n + 2 * GUARD].copy()
+                fill = np.frombuffer(POISON * ((n + 2 * GUARD) // 2 + 1), np.uint8)[: n + 2 * GUARD]
+                stage = fill.copy()
                 stage[GUARD : GUARD + n] = v.reshape(-1).view(np.uint8)
-                staged.append((i, v, stage))
+                staged.append((i, v, stage, fill))
                 ptrs[i] = stage.ctypes.data + GUARD
                 sizes[i] = n
             else:
@@ -175,10 +176,10 @@ class Library:
         rc = fn(ptrs, sizes, ctypes.c_int(nbuf), dims, tgl, ctypes.c_int(schedule), err, ctypes.c_int(len(err)))
         if rc != 0:
             raise EmulatorError(f"{kernel}: {err.value.decode()}")
-        guard = np.frombuffer(POISON * (GUARD // 2), np.uint8)
-        for i, v, stage in staged:
+        for i, v, stage, fill in staged:
             n = v.nbytes
-            for side, part in (("before", stage[:GUARD]), ("after", stage[GUARD + n :])):
+            for side, part, guard in (("before", stage[:GUARD], fill[:GUARD]),
+                                      ("after", stage[GUARD + n :], fill[GUARD + n :])):
                 if not np.array_equal(part, guard):
                     bad = np.nonzero(part != guard)[0]
                     off = (bad[-1] - GUARD) if side == "before" else (bad[0])

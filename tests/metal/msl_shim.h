@@ -22,6 +22,11 @@
 #endif
 #define thread
 
+#define INFINITY __builtin_inff()
+#define HUGE_VALF __builtin_huge_valf()
+#define NAN __builtin_nanf("")
+#define FLT_MAX 3.402823466e+38f
+
 namespace metal {
 
 typedef _Float16 half;
