@@ -127,3 +127,65 @@ def test_softmax_nan_row():
     lib("softmax").dispatch("softmax_forward_float32", [x, y, SoftmaxParams(3, 40, 1, 0)], 3 * 64, 64)
     assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
     assert_close(y, mnn.ops.softmax_forward(x))
+
+
+# ---------------------------------------------------------------- broken kernels the emulator must catch
+
+BROKEN = Path(__file__).resolve().parent / "metal" / "broken.metal"
+
+
+def _broken(kernel, n=200, tg=64, schedule=0):
+    x = np.arange(1, n + 1, dtype=np.float32)
+    y = poisoned((max(n, (n + tg - 1) // tg),), np.float32)
+    compile_metal(BROKEN).dispatch(kernel, [x, y, np.uint32(n)], n, tg, schedule=schedule)
+    return x, y
+
+
+def test_broken_control_sum_is_right():
+    x, y = _broken("sum_ok", n=200, tg=64)
+    np.testing.assert_array_equal(y[:4], [x[i * 64 : i * 64 + 64].sum() for i in range(4)])
+
+
+@pytest.mark.parametrize("kernel", ["sum_missing_barrier", "tree_missing_barrier"])
+def test_missing_barrier_is_caught(kernel):
+    x, y = _broken(kernel, n=256, tg=64)
+    expected = x.reshape(4, 64).sum(1)
+    # Threads in order: thread 0 reads the poison of slots not yet written, or the sums differ.
+    assert not np.array_equal(y[:4], expected)
+    with pytest.raises(AssertionError):
+        run_both_schedules(compile_metal(BROKEN), kernel, [x, ("out", 0), np.uint32(256)],
+                           [np.zeros(256, np.float32)], 256, 64)
+
+
+@pytest.mark.parametrize("kernel", ["copy_out_of_range", "copy_negative_index"])
+def test_out_of_range_write_is_caught(kernel):
+    with pytest.raises(EmulatorError, match=r"buffer\(1\) written out of range"):
+        _broken(kernel, n=100, tg=64)
+
+
+@pytest.mark.parametrize("kernel,message", [
+    ("barrier_in_branch", "not reached by all threads"),
+    ("barrier_after_return", "not reached by all threads"),
+    ("barriers_differ", "different barriers"),
+    ("too_much_threadgroup_memory", "threadgroup memory exceeds 32768"),
+    ("simd_in_branch", "deadlock"),
+])
+def test_rule_breaks_are_reported(kernel, message):
+    with pytest.raises(EmulatorError, match=message):
+        _broken(kernel, n=100, tg=64)
+
+
+def test_unwritten_threadgroup_memory_reads_poison():
+    _, y = _broken("read_unwritten", n=100, tg=64)
+    assert np.isnan(y[0]) and np.isnan(y[64]) and np.isfinite(y[1:64]).all()
+
+
+def test_dispatch_limits_and_sizes():
+    x = np.ones(8, np.float32)
+    lib_ = compile_metal(BROKEN)
+    with pytest.raises(EmulatorError, match="outside"):
+        lib_.dispatch("sum_ok", [x, poisoned(8, np.float32), np.uint32(8)], 2048, 1025)
+    with pytest.raises(EmulatorError, match="constant argument has 4"):
+        lib_.dispatch("sum_ok", [x, poisoned(8, np.float32), np.uint64(8)], 8, 8)
+    with pytest.raises(EmulatorError, match="not bound"):
+        lib_.dispatch("sum_ok", [x, poisoned(8, np.float32)], 8, 8)

@@ -155,7 +155,9 @@ class Library:
                 if not v.flags.c_contiguous:
                     raise ValueError(f"buffer({i}) must be C-contiguous")
                 n = v.nbytes
-                fill = np.frombuffer(POISON * ((n + 2 * GUARD) // 2 + 1), np.uint8)[: n + 2 * GUARD]
+                # NaN payload per buffer index, so a kernel that copies one buffer's guard into another's shows.
+                pattern = bytes([POISON[0] + 1 + i % 31, POISON[1]])
+                fill = np.frombuffer(pattern * ((n + 2 * GUARD) // 2 + 1), np.uint8)[: n + 2 * GUARD]
                 stage = fill.copy()
                 stage[GUARD : GUARD + n] = v.reshape(-1).view(np.uint8)
                 staged.append((i, v, stage, fill))
