@@ -16,8 +16,8 @@ import metalnn as mnn
 from helpers import DTYPES, assert_close, randn, rng
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "metal"))
-from emulator import EmulatorError, compile_metal, find_clang, poisoned  # noqa: E402
-from params import DropoutParams, NeuronParams, SoftmaxParams  # noqa: E402
+from emulator import EmulatorError, compile_metal, compile_strict, find_clang, poisoned  # noqa: E402
+from params import DropoutParams, NeuronParams, Pool2dParams, SoftmaxParams  # noqa: E402
 
 if find_clang() is None:
     pytest.skip("no clang++ >= 15 (needed for _Float16 and vector swizzles): the Metal emulator tests are skipped",
@@ -128,6 +128,70 @@ def test_softmax_nan_row():
     assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all()
     assert_close(y, mnn.ops.softmax_forward(x))
 
+
+# ---------------------------------------------------------------- pooling
+
+# (input shape, kernel, stride, (top, bottom, left, right))
+POOL_CASES = [((2, 3, 9, 11), (3, 3), (2, 2), (1, 1, 1, 1)), ((1, 5, 7, 7), (2, 2), (2, 2), (0, 0, 0, 0)),
+              ((2, 2, 10, 13), (3, 2), (1, 3), (2, 0, 1, 1))]
+
+
+def _pool_params(shape, kernel, stride, pad, include_pad=1):
+    n, c, h, w = shape
+    oh = (h + pad[0] + pad[1] - kernel[0]) // stride[0] + 1
+    ow = (w + pad[2] + pad[3] - kernel[1]) // stride[1] + 1
+    return Pool2dParams(n, c, h, w, oh, ow, *kernel, *stride, *pad, include_pad), (n, c, oh, ow)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kernel,stride,pad", POOL_CASES)
+def test_max_pool2d(shape, kernel, stride, pad, dtype):
+    r = rng(5)
+    x = randn(r, *shape, dtype=dtype)
+    x[0, 0, 1, 1] = x[0, 0, 1, 2] = 5.0  # a tie: the row-major first wins
+    x[-1, -1, 3, 3] = np.nan
+    p, out = _pool_params(shape, kernel, stride, pad)
+    k = lib("pooling")
+    y, arg = run_both_schedules(k, f"max_pool2d_forward_{SUFFIX[dtype]}", [x, ("out", 0), ("out", 1), p],
+                                [np.zeros(out, dtype), np.zeros(out, np.int32)], int(np.prod(out)), 64)
+    y_ref, state = mnn.ops.max_pool2d_forward(x, kernel, stride, pad)
+    assert_close(y, y_ref, dtype, what="max pool forward")
+    np.testing.assert_array_equal(arg, np.asarray(state.argmax).reshape(out))
+    dy = randn(r, *out, dtype=dtype)
+    dx, = run_both_schedules(k, f"max_pool2d_backward_{SUFFIX[dtype]}", [dy, arg, ("out", 0), p], [x], x.size, 64)
+    assert_close(dx, mnn.ops.max_pool2d_backward(dy, state), dtype, what="max pool backward")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("include_pad", [True, False])
+@pytest.mark.parametrize("shape,kernel,stride,pad", POOL_CASES)
+def test_avg_pool2d(shape, kernel, stride, pad, include_pad, dtype):
+    r = rng(6)
+    x = randn(r, *shape, dtype=dtype)
+    p, out = _pool_params(shape, kernel, stride, pad, int(include_pad))
+    k = lib("pooling")
+    y, = run_both_schedules(k, f"avg_pool2d_forward_{SUFFIX[dtype]}", [x, ("out", 0), p], [np.zeros(out, dtype)],
+                            int(np.prod(out)), 64)
+    assert_close(y, mnn.ops.avg_pool2d_forward(x, kernel, stride, pad, include_pad), dtype, what="avg forward")
+    dy = randn(r, *out, dtype=dtype)
+    dx, = run_both_schedules(k, f"avg_pool2d_backward_{SUFFIX[dtype]}", [dy, ("out", 0), p], [x], x.size, 64)
+    assert_close(dx, mnn.ops.avg_pool2d_backward(dy, shape, kernel, stride, pad, include_pad), dtype,
+                 what="avg backward")
+
+
+def test_every_metal_file_is_tested():
+    tested = {"neuron", "dropout", "softmax", "pooling"}
+    assert {p.stem for p in KERNELS.glob("*.metal")} <= tested
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in KERNELS.glob("*.metal")))
+def test_strict_address_spaces(name):
+    compile_strict(KERNELS / f"{name}.metal")
+
+
+def test_strict_mode_rejects_mixed_address_spaces():
+    with pytest.raises(EmulatorError, match="device float"):
+        compile_strict(Path(__file__).resolve().parent / "metal" / "broken.metal")
 
 # ---------------------------------------------------------------- broken kernels the emulator must catch
 

@@ -123,3 +123,10 @@ kernel void simd_in_branch(device const float* x [[buffer(0)]], device float* y 
   threadgroup_barrier(mem_flags::mem_threadgroup);
   if (gid < count) y[gid] = s;
 }
+
+// Compiles as plain C++, but strict mode (distinct address spaces) must reject it.
+kernel void address_space_mix(device float* x [[buffer(0)]], device float* y [[buffer(1)]],
+                              constant uint& count [[buffer(2)]], uint gid [[thread_position_in_grid]]) {
+  thread float* p = x;
+  if (gid < count) y[gid] = p[gid];
+}
