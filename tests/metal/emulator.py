@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from prepass import rewrite
 
 HERE = Path(__file__).resolve().parent
@@ -54,7 +53,10 @@ def _flags(sanitize: str) -> list[str]:
     flags = ["-std=c++17", "-O1", "-g0", "-fPIC", "-Wall", "-Wno-unused-function", "-Wno-unused-variable",
              "-ffp-contract=off", f"-I{HERE}", f"-I{HERE / 'include'}", f"-I{KERNELS}"]
     if sanitize:
-        flags += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer"]
+        # The runtime as a shared library, so the .so loads into a plain Python; for address,
+        # run Python with LD_PRELOAD=$(clang++ -print-file-name=libclang_rt.asan-x86_64.so).
+        flags += [f"-fsanitize={sanitize}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer",
+                  "-shared-libsan"]
     return flags
 
 
@@ -65,10 +67,10 @@ def _dependencies_hash() -> str:
     return h.hexdigest()
 
 
-_cache: dict[tuple[str, str], "Library"] = {}
+_cache: dict[tuple[str, str], Library] = {}
 
 
-def compile_metal(path: str | os.PathLike, sanitize: str | None = None) -> "Library":
+def compile_metal(path: str | os.PathLike, sanitize: str | None = None) -> Library:
     """Compiles a .metal file once (cached per process and on disk by content hash)."""
     sanitize = os.environ.get("MSLEMU_SANITIZE", "") if sanitize is None else sanitize
     path = str(Path(path).resolve())
@@ -80,6 +82,9 @@ def compile_metal(path: str | os.PathLike, sanitize: str | None = None) -> "Libr
         raise EmulatorError("no clang++ >= 15 found (set MSLEMU_CXX)")
     source, kernels = rewrite(Path(path).read_text(), path)
     flags = _flags(sanitize)
+    if sanitize:
+        rt_dir = subprocess.run([cxx, "-print-runtime-dir"], capture_output=True, text=True).stdout.strip()
+        flags.append(f"-Wl,-rpath,{rt_dir}")
     digest = hashlib.sha256("\0".join([source, cxx, *flags, _dependencies_hash()]).encode()).hexdigest()[:20]
     folder = Path(tempfile.gettempdir()) / f"mslemu-{os.getuid()}"
     folder.mkdir(exist_ok=True)

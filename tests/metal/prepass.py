@@ -126,7 +126,8 @@ def _entry(kern: Kernel) -> str:
         "const uint32_t* tg_lengths, int schedule, char* err, int errlen) {"
     )
     lines.append(
-        f"  return ::mslemu::dispatch({ns}::entry, {ns}::uses, b, sizes, nbuf, dims, tg_lengths, schedule, err, errlen);"
+        f"  return ::mslemu::dispatch({ns}::entry, {ns}::uses, b, sizes, nbuf, dims, tg_lengths, schedule, "
+        "err, errlen);"
     )
     lines.append("}")
     return "\n".join(lines)
