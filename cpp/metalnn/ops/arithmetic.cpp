@@ -9,9 +9,7 @@ namespace metalnn {
 Tensor add_forward(const Tensor& a, const Tensor& b) {
   const char* op = "add_forward";
   check::floating(op, "a", a);
-  check::same_dtype(op, "b", b, "a", a);
-  check::same_device(op, "b", b, "a", a);
-  check::shape(op, "b", b, a.shape());
+  check::like(op, "b", b, "a", a);
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
   dispatch(op, a.device(), [&] { cpu::add_forward(a, b, y); });
   return y;

@@ -47,6 +47,12 @@ void no_overlap(const char* op, const char* arg, const Tensor& t, const char* ot
   if (t.overlaps(other)) fail(ErrorKind::Value, op, arg, " must not share memory with ", other_arg);
 }
 
+void like(const char* op, const char* arg, const Tensor& t, const char* ref_arg, const Tensor& ref) {
+  same_dtype(op, arg, t, ref_arg, ref);
+  same_device(op, arg, t, ref_arg, ref);
+  shape(op, arg, t, ref.shape());
+}
+
 void positive(const char* op, const char* arg, int64_t v) {
   if (v <= 0) fail(ErrorKind::Value, op, arg, " must be positive, got ", v);
 }

@@ -18,6 +18,8 @@ void same_dtype(const char* op, const char* arg, const Tensor& t, const char* re
 void shape(const char* op, const char* arg, const Tensor& t, const Shape& expected);
 void same_device(const char* op, const char* arg, const Tensor& t, const char* ref_arg, const Tensor& ref);
 void no_overlap(const char* op, const char* arg, const Tensor& t, const char* other_arg, const Tensor& other);
+// Same dtype, device and shape as `ref` (a gradient next to its forward input, say).
+void like(const char* op, const char* arg, const Tensor& t, const char* ref_arg, const Tensor& ref);
 void positive(const char* op, const char* arg, int64_t v);
 void non_negative(const char* op, const char* arg, int64_t v);
 void non_empty(const char* op, const char* arg, const Tensor& t);

@@ -56,9 +56,7 @@ Tensor neuron_forward(const Tensor& x, const NeuronDescriptor& desc) {
 Tensor neuron_backward(const Tensor& dy, const Tensor& x, const NeuronDescriptor& desc) {
   const char* op = "neuron_backward";
   check::floating(op, "x", x);
-  check::same_dtype(op, "dy", dy, "x", x);
-  check::same_device(op, "dy", dy, "x", x);
-  check::shape(op, "dy", dy, x.shape());
+  check::like(op, "dy", dy, "x", x);
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch(op, x.device(), [&] { cpu::neuron_backward(dy, x, dx, desc.params()); });
   return dx;
