@@ -1,0 +1,152 @@
+// Softmax cross-entropy, forward and backward, float32 and float16 logits (float accumulation).
+// Logits are viewed as (n, c, s) (loss_params.h): one distribution over c at each of the n * s
+// positions. Probabilities, per-position loss, weights and probability labels are float32, as
+// in the CPU backend's state; class-index labels are int32.
+//
+// Kernels and buffers:
+//   softmax_cross_entropy_forward_{float32,float16}      grid: n * s threadgroups (any size <= 1024)
+//     logits T [[buffer(0)]], labels [[buffer(1)]] (int32 (n, s) indices, or float32 (n, c, s)
+//     probabilities, read through the same `device const int*`), weights float (n) [[buffer(2)]],
+//     probs float (n, c, s) [[buffer(3)]] out, loss float (n * s) [[buffer(4)]] out (per position,
+//     weighted), MnnSoftmaxCrossEntropyParams [[buffer(5)]].
+//     lp = log_softmax(logits); probs = exp(lp); target = (1 - ls) * label + ls / c;
+//     loss = w[n] * -sum_c target * lp (a zero target contributes 0, so log(0) never makes NaN).
+//     With has_weights == 0 buffer(2) is not read (bind any buffer).
+//   softmax_cross_entropy_reduce                         grid: one threadgroup (any size <= 1024)
+//     loss float (n * s) [[buffer(0)]], out float (1) [[buffer(1)]], MnnSoftmaxCrossEntropyParams [[buffer(2)]]
+//     out = sum (reduction sum) or sum / (n * s) (reduction mean); simd_sum + threadgroup partials.
+//   softmax_cross_entropy_backward_{float32,float16}     grid: n * c * s threads
+//     probs float [[buffer(0)]], labels [[buffer(1)]] (as above), weights float [[buffer(2)]],
+//     dloss float (n * s) [[buffer(3)]] (read only when p.dloss_per_position; the host widens a
+//     float16 dloss), dlogits T (n, c, s) [[buffer(4)]] out, MnnSoftmaxCrossEntropyParams [[buffer(5)]].
+//     dlogits = (p.scale * dloss[pos] * w[n]) * (probs - target)   (CPU order of products)
+#include <metal_stdlib>
+#include "metal_common.h"
+#include "loss_params.h"
+using namespace metal;
+
+struct LossThread {
+  uint pos, tid, ntg, lane, sg, nsg;
+};
+
+template <typename T>
+inline void sce_forward(device const T* x, device const int* labels, device const float* weights,
+                        device float* probs, device float* loss, constant MnnSoftmaxCrossEntropyParams& p,
+                        threadgroup float* partial, LossThread t) {
+  if (t.pos >= (uint)(p.n * p.s)) return;  // whole threadgroup leaves together
+  const uint s = (uint)p.s, c = (uint)p.c;
+  const uint img = t.pos / s;
+  const uint base = img * c * s + t.pos % s;
+  const float ls = p.label_smoothing, keep = 1.0f - ls, spread = ls / float(c);
+  float m = -INFINITY;
+  for (uint k = t.tid; k < c; k += t.ntg) m = fmax(m, mnn_load(x, base + k * s));
+  m = mnn_threadgroup_max(m, partial, t.lane, t.sg, t.nsg);
+  float sum = 0.0f;
+  for (uint k = t.tid; k < c; k += t.ntg) sum += exp(mnn_load(x, base + k * s) - m);
+  // A NaN logit makes sum NaN, so the whole position (probabilities and loss) is NaN, as on the CPU.
+  const float lse = log(mnn_threadgroup_sum(sum, partial, t.lane, t.sg, t.nsg));
+  // Each thread's share of -sum_c target * lp (index labels: only the smoothing part).
+  float acc = 0.0f;
+  for (uint k = t.tid; k < c; k += t.ntg) {
+    const uint i = base + k * s;
+    const float lp = (mnn_load(x, i) - m) - lse;
+    probs[i] = exp(lp);
+    if (p.index_labels != 0u) {
+      if (ls > 0.0f) acc -= spread * lp;
+      if (labels[t.pos] == (int)k) acc -= keep * lp;
+    } else {
+      const float tk = keep * as_type<float>(labels[i]) + spread;
+      if (tk != 0.0f) acc -= tk * lp;
+    }
+  }
+  float l = mnn_threadgroup_sum(acc, partial, t.lane, t.sg, t.nsg);
+  if (t.tid == 0) {
+    if (p.has_weights != 0u) l *= weights[img];
+    loss[t.pos] = l;
+  }
+}
+
+kernel void softmax_cross_entropy_forward_float32(device const float* x [[buffer(0)]], device const int* labels [[buffer(1)]],
+                                                  device const float* weights [[buffer(2)]],
+                                                  device float* probs [[buffer(3)]], device float* loss [[buffer(4)]],
+                                                  constant MnnSoftmaxCrossEntropyParams& p [[buffer(5)]],
+                                                  uint pos [[threadgroup_position_in_grid]],
+                                                  uint tid [[thread_position_in_threadgroup]],
+                                                  uint ntg [[threads_per_threadgroup]],
+                                                  uint lane [[thread_index_in_simdgroup]],
+                                                  uint sg [[simdgroup_index_in_threadgroup]],
+                                                  uint nsg [[simdgroups_per_threadgroup]]) {
+  threadgroup float partial[32];
+  sce_forward(x, labels, weights, probs, loss, p, partial, LossThread{pos, tid, ntg, lane, sg, nsg});
+}
+
+kernel void softmax_cross_entropy_forward_float16(device const half* x [[buffer(0)]], device const int* labels [[buffer(1)]],
+                                                  device const float* weights [[buffer(2)]],
+                                                  device float* probs [[buffer(3)]], device float* loss [[buffer(4)]],
+                                                  constant MnnSoftmaxCrossEntropyParams& p [[buffer(5)]],
+                                                  uint pos [[threadgroup_position_in_grid]],
+                                                  uint tid [[thread_position_in_threadgroup]],
+                                                  uint ntg [[threads_per_threadgroup]],
+                                                  uint lane [[thread_index_in_simdgroup]],
+                                                  uint sg [[simdgroup_index_in_threadgroup]],
+                                                  uint nsg [[simdgroups_per_threadgroup]]) {
+  threadgroup float partial[32];
+  sce_forward(x, labels, weights, probs, loss, p, partial, LossThread{pos, tid, ntg, lane, sg, nsg});
+}
+
+// One threadgroup folds every position: the loss vector is small (one value per position) and
+// a single pass keeps the result independent of the grid.
+kernel void softmax_cross_entropy_reduce(device const float* loss [[buffer(0)]], device float* out [[buffer(1)]],
+                                         constant MnnSoftmaxCrossEntropyParams& p [[buffer(2)]],
+                                         uint tid [[thread_position_in_threadgroup]],
+                                         uint ntg [[threads_per_threadgroup]],
+                                         uint tgpos [[threadgroup_position_in_grid]],
+                                         uint lane [[thread_index_in_simdgroup]],
+                                         uint sg [[simdgroup_index_in_threadgroup]],
+                                         uint nsg [[simdgroups_per_threadgroup]]) {
+  threadgroup float partial[32];
+  if (tgpos != 0) return;  // a larger grid than one threadgroup does nothing more
+  const uint count = (uint)(p.n * p.s);
+  // Kahan-compensated per-thread sums: the CPU sums in double.
+  float acc = 0.0f, comp = 0.0f;
+  for (uint i = tid; i < count; i += ntg) {
+    const float y = loss[i] - comp;
+    const float t = acc + y;
+    comp = (t - acc) - y;
+    acc = t;
+  }
+  const float total = mnn_threadgroup_sum(acc, partial, lane, sg, nsg);
+  if (tid == 0) out[0] = p.reduction == MNN_REDUCTION_MEAN ? total / float(count) : total;
+}
+
+template <typename T>
+inline void sce_backward(device const float* probs, device const int* labels, device const float* weights,
+                         device const float* dloss, device T* dlogits, constant MnnSoftmaxCrossEntropyParams& p,
+                         uint gid) {
+  const uint s = (uint)p.s, c = (uint)p.c;
+  if (gid >= (uint)p.n * c * s) return;
+  const uint img = gid / (c * s), k = (gid / s) % c, pos = img * s + gid % s;
+  const float ls = p.label_smoothing, keep = 1.0f - ls, spread = ls / float(c);
+  float f = p.scale;
+  if (p.dloss_per_position != 0u) f *= dloss[pos];
+  if (p.has_weights != 0u) f *= weights[img];
+  const float t = p.index_labels != 0u ? (labels[pos] == (int)k ? keep : 0.0f) + spread
+                                       : keep * as_type<float>(labels[gid]) + spread;
+  mnn_store(dlogits, gid, f * (probs[gid] - t));
+}
+
+kernel void softmax_cross_entropy_backward_float32(device const float* probs [[buffer(0)]], device const int* labels [[buffer(1)]],
+                                                   device const float* weights [[buffer(2)]],
+                                                   device const float* dloss [[buffer(3)]], device float* dlogits [[buffer(4)]],
+                                                   constant MnnSoftmaxCrossEntropyParams& p [[buffer(5)]],
+                                                   uint gid [[thread_position_in_grid]]) {
+  sce_backward(probs, labels, weights, dloss, dlogits, p, gid);
+}
+
+kernel void softmax_cross_entropy_backward_float16(device const float* probs [[buffer(0)]], device const int* labels [[buffer(1)]],
+                                                   device const float* weights [[buffer(2)]],
+                                                   device const float* dloss [[buffer(3)]], device half* dlogits [[buffer(4)]],
+                                                   constant MnnSoftmaxCrossEntropyParams& p [[buffer(5)]],
+                                                   uint gid [[thread_position_in_grid]]) {
+  sce_backward(probs, labels, weights, dloss, dlogits, p, gid);
+}
