@@ -72,3 +72,77 @@ inline float mnn_threadgroup_sum(float v, threadgroup float* partial, uint lane,
   threadgroup_barrier(mem_flags::mem_threadgroup);
   return r;
 }
+
+// ---- Shared by the fused epilogues (conv.metal, linear.metal): the neuron y = f(x) of
+// neuron_params.h in float32, the same math as neuron.metal's neuron_f (which could call it).
+#include "neuron_params.h"
+
+inline float mnn_neuron(float x, constant MnnNeuronParams& p) {
+  const float a = p.a, b = p.b;
+  switch (p.type) {
+    case MNN_NEURON_RELU:
+    case MNN_NEURON_LEAKY_RELU: return x >= 0.0f ? x : a * x;
+    case MNN_NEURON_SIGMOID: return mnn_sigmoid(x);
+    case MNN_NEURON_HARD_SIGMOID: {
+      float z = a * x + b;  // compares, not fmin/fmax, so a NaN passes through as on the CPU
+      return z < 0.0f ? 0.0f : (z > 1.0f ? 1.0f : z);
+    }
+    case MNN_NEURON_TANH: return a * tanh(b * x);
+    case MNN_NEURON_LINEAR: return a * x + b;
+    case MNN_NEURON_ABSOLUTE: return fabs(x);
+    case MNN_NEURON_SOFTPLUS: {
+      float z = b * x;  // log(1 + exp(z)) without overflow for large z
+      return a * (z > 20.0f ? z : mnn_log1p(exp(z)));
+    }
+    case MNN_NEURON_ELU: return x >= 0.0f ? x : a * mnn_expm1(x);
+    case MNN_NEURON_RELUN: {
+      float r = x >= 0.0f ? x : a * x;
+      return b < r ? b : r;
+    }
+    case MNN_NEURON_GELU: return 0.5f * x * (1.0f + mnn_erf(x * 0.70710678118654752f));
+    default: return x;
+  }
+}
+
+// ---- Tiled matrix product for conv.metal / linear.metal: one 32x32 tile of C = A (M x K) *
+// B (K x N) per threadgroup of 16x16 threads, each thread owning C rows m0+ty+{0,16} and
+// columns n0+tx+{0,16}. `Operands` gives a(m, k) and b(k, n) in float (implicit GEMM: the
+// convolutions gather them from images); out-of-range elements load as 0. The K loop runs
+// in ascending k, so half accumulation (acc = half(acc + a*b) after every step) rounds in
+// the order of the CPU loops. as_ / bs: threadgroup arrays of MNN_TILE_K * MNN_TILE floats.
+#define MNN_TILE 32
+#define MNN_TILE_K 16
+
+template <typename Operands>
+inline void mnn_gemm_tile(Operands op, uint M, uint N, uint K, uint m0, uint n0, uint2 tid,
+                          threadgroup float* as_, threadgroup float* bs, bool half_acc, thread float* acc) {
+  const uint t = tid.y * 16 + tid.x;
+  for (uint i = 0; i < 4; ++i) acc[i] = 0.0f;
+  for (uint k0 = 0; k0 < K; k0 += MNN_TILE_K) {
+    for (uint e = t; e < MNN_TILE_K * MNN_TILE; e += 256) {
+      const uint kk = e % MNN_TILE_K, mm = e / MNN_TILE_K;  // as_[kk][mm]
+      as_[kk * MNN_TILE + mm] = (m0 + mm < M && k0 + kk < K) ? op.a(m0 + mm, k0 + kk) : 0.0f;
+      const uint nn = e % MNN_TILE, kb = e / MNN_TILE;  // bs[kb][nn]
+      bs[kb * MNN_TILE + nn] = (n0 + nn < N && k0 + kb < K) ? op.b(k0 + kb, n0 + nn) : 0.0f;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    const uint kend = min((uint)MNN_TILE_K, K - k0);  // the tail: no extra (0 * b) steps
+    for (uint kk = 0; kk < kend; ++kk) {
+      const float a0 = as_[kk * MNN_TILE + tid.y], a1 = as_[kk * MNN_TILE + tid.y + 16];
+      const float b0 = bs[kk * MNN_TILE + tid.x], b1 = bs[kk * MNN_TILE + tid.x + 16];
+      if (half_acc) {
+        acc[0] = float(half(acc[0] + a0 * b0));
+        acc[1] = float(half(acc[1] + a0 * b1));
+        acc[2] = float(half(acc[2] + a1 * b0));
+        acc[3] = float(half(acc[3] + a1 * b1));
+      } else {
+        acc[0] += a0 * b0;
+        acc[1] += a0 * b1;
+        acc[2] += a1 * b0;
+        acc[3] += a1 * b1;
+      }
+    }
+    // The next iteration overwrites the tiles: every thread must be done reading them.
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+  }
+}
