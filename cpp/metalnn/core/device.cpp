@@ -3,6 +3,9 @@
 #include <cstdlib>
 
 #include "metalnn/core/error.h"
+#ifdef METALNN_HAS_METAL
+#include "metalnn/backend/metal/context.h"
+#endif
 
 namespace metalnn {
 
@@ -47,7 +50,11 @@ Device parse_device(const std::string& name, const std::string& op) {
 }
 
 bool device_available(DeviceType t) {
-  // Metal and CUDA backends register here when they land; until then only the CPU runs.
+#ifdef METALNN_HAS_METAL
+  // Built with Metal, but a machine without a GPU (a VM, a headless runner) still lacks it.
+  if (t == DeviceType::metal) return metal::available();
+#endif
+  // CUDA registers here when it lands.
   return t == DeviceType::cpu;
 }
 

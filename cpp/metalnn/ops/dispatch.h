@@ -1,8 +1,13 @@
-// Picks the backend that runs an op. Today only the CPU backend is built; Metal and
-// CUDA add their branch here, so ops/ stays free of backend details.
+// Picks the backend that runs an op. Metal and CUDA add their branch here, so ops/
+// stays free of backend details.
 #pragma once
+#include <utility>
+
 #include "metalnn/core/device.h"
 #include "metalnn/core/error.h"
+#ifdef METALNN_HAS_METAL
+#include "metalnn/backend/metal/context.h"
+#endif
 
 namespace metalnn {
 
@@ -12,6 +17,24 @@ void dispatch(const char* op, Device device, CpuFn&& cpu) {
     case DeviceType::cpu:
       cpu();
       return;
+    default:
+      fail(ErrorKind::Value, op, "no kernel for device ", device.str(), " in this build");
+  }
+}
+
+// An op with a Metal kernel also passes its encoder, which records into the current
+// Metal command buffer (a stream's list, or a one-off buffer that is waited for).
+template <class CpuFn, class MetalFn>
+void dispatch(const char* op, Device device, CpuFn&& cpu, MetalFn&& metal_fn) {
+  switch (device.type) {
+    case DeviceType::cpu:
+      cpu();
+      return;
+#ifdef METALNN_HAS_METAL
+    case DeviceType::metal:
+      metal::run(op, std::forward<MetalFn>(metal_fn));
+      return;
+#endif
     default:
       fail(ErrorKind::Value, op, "no kernel for device ", device.str(), " in this build");
   }
