@@ -74,7 +74,7 @@ inline float mnn_threadgroup_sum(float v, threadgroup float* partial, uint lane,
 }
 
 // ---- Shared by the fused epilogues (conv.metal, linear.metal): the neuron y = f(x) of
-// neuron_params.h in float32, the same math as neuron.metal's neuron_f (which could call it).
+// neuron_params.h in float32 (neuron.metal's forward uses it too).
 #include "neuron_params.h"
 
 inline float mnn_neuron(float x, constant MnnNeuronParams& p) {

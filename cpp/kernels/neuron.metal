@@ -15,32 +15,8 @@ using namespace metal;
 constant float kInvSqrt2 = 0.70710678118654752f;
 constant float kInvSqrt2Pi = 0.39894228040143268f;
 
-inline float neuron_f(float x, constant MnnNeuronParams& p) {
-  const float a = p.a, b = p.b;
-  switch (p.type) {
-    case MNN_NEURON_RELU:
-    case MNN_NEURON_LEAKY_RELU: return x >= 0.0f ? x : a * x;
-    case MNN_NEURON_SIGMOID: return mnn_sigmoid(x);
-    case MNN_NEURON_HARD_SIGMOID: {
-      float z = a * x + b;  // compares, not fmin/fmax, so a NaN passes through as on the CPU
-      return z < 0.0f ? 0.0f : (z > 1.0f ? 1.0f : z);
-    }
-    case MNN_NEURON_TANH: return a * tanh(b * x);
-    case MNN_NEURON_LINEAR: return a * x + b;
-    case MNN_NEURON_ABSOLUTE: return fabs(x);
-    case MNN_NEURON_SOFTPLUS: {
-      float z = b * x;  // log(1 + exp(z)) without overflow for large z
-      return a * (z > 20.0f ? z : mnn_log1p(exp(z)));
-    }
-    case MNN_NEURON_ELU: return x >= 0.0f ? x : a * mnn_expm1(x);
-    case MNN_NEURON_RELUN: {
-      float r = x >= 0.0f ? x : a * x;
-      return b < r ? b : r;
-    }
-    case MNN_NEURON_GELU: return 0.5f * x * (1.0f + mnn_erf(x * kInvSqrt2));
-    default: return x;
-  }
-}
+// f(x) is shared with the fused layer epilogues (metal_common.h).
+inline float neuron_f(float x, constant MnnNeuronParams& p) { return mnn_neuron(x, p); }
 
 // f'(x); at kinks the derivative of the branch that holds x (x >= 0 takes the right side).
 inline float neuron_df(float x, constant MnnNeuronParams& p) {
