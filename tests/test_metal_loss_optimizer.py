@@ -160,6 +160,24 @@ def test_softmax_cross_entropy_nan_and_large_reduction():
     assert np.isnan(_sce_reduce(loss, p, 64))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_zero_target_at_minus_inf(dtype):
+    """A -inf logit where the target is 0: probability 0, and 0 * log(0) counts as 0 (finite loss)."""
+    r = rng(13)
+    shape = (5, 11)
+    logits = randn(r, *shape, dtype=dtype)
+    labels = _labels(r, shape, False)
+    labels[2] = 0.0
+    labels[2, 4] = 1.0
+    logits[2, 6] = -np.inf
+    p = _sce_params(shape, False, None, "none", 0.0)
+    probs, loss = _sce_forward(logits, labels, None, p, 32)
+    ref, state = mnn.ops.softmax_cross_entropy_forward(logits, labels, None, "none", 0.0)
+    assert probs[2, 6] == 0.0 and np.isfinite(loss).all()
+    assert_close(probs, state.probs, rtol=F32)
+    assert_close(loss, ref, rtol=F32)
+
+
 # ---------------------------------------------------------------- optimizers
 
 SIZE, TG, STEPS = 203, 64, 3
