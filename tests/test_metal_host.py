@@ -143,3 +143,15 @@ def test_stubs_are_not_on_the_apple_build_path():
     section = cmake[cmake.index("if(METALNN_BUILD_METAL)"):cmake.index("if(METALNN_METAL_COMPILE_CHECK")]
     assert "linux_stubs" not in section
     assert "URL_HASH SHA256=" in section
+
+
+def test_encoders_name_existing_kernels():
+    """Every kernel stem an encoder dispatches exists in cpp/kernels/*.metal in both dtypes."""
+    msl = "\n".join(p.read_text() for p in (CPP / "kernels").glob("*.metal"))
+    stems = set()
+    for source in METAL.glob("*.cpp"):
+        stems |= set(re.findall(r'kernel_name\("(\w+)"', source.read_text()))
+    assert stems, "no encoder dispatches a kernel"
+    for stem in sorted(stems):
+        for dtype in ("float32", "float16"):
+            assert re.search(rf"kernel\s+void\s+{stem}_{dtype}\s*\(", msl), f"no MSL kernel {stem}_{dtype}"

@@ -1,0 +1,15 @@
+// Max / average pooling encoders (kernels in cpp/kernels/pooling.metal). Forward kernels
+// run one thread per output element, backward kernels one per input element (gather).
+#pragma once
+#include "kernels/pooling_params.h"
+#include "metalnn/core/tensor.h"
+
+namespace metalnn::metal {
+
+// argmax: int32, shape of y, index h * w + w within the input plane.
+void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, const MnnPool2dParams& p);
+void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& dx, const MnnPool2dParams& p);
+void avg_pool2d_forward(const Tensor& x, const Tensor& y, const MnnPool2dParams& p);
+void avg_pool2d_backward(const Tensor& dy, const Tensor& dx, const MnnPool2dParams& p);
+
+}  // namespace metalnn::metal
