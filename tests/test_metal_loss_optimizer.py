@@ -90,6 +90,16 @@ def _sce_forward(logits, labels, weights, p, tg):
     return probs, loss
 
 
+def _sce_forward_simd(logits, labels, weights, p, tg):
+    """Emulator forward, one simd-group per position (tg need not be a multiple of 32)."""
+    positions, nsg = p.n * p.s, -(-tg // 32)
+    wbuf = weights if weights is not None else np.zeros(1, np.float32)
+    return run_both_schedules(
+        lib("loss"), f"softmax_cross_entropy_forward_simd_{SUFFIX[logits.dtype.type]}",
+        [logits, labels, wbuf, ("out", 0), ("out", 1), p],
+        [np.zeros(logits.shape, np.float32), np.zeros(positions, np.float32)], -(-positions // nsg) * tg, tg)
+
+
 def _sce_reduce(loss, p, tg):
     out, = run_both_schedules(lib("loss"), "softmax_cross_entropy_reduce", [loss, ("out", 0), p],
                               [np.zeros(1, np.float32)], tg, tg)
@@ -116,6 +126,10 @@ def test_softmax_cross_entropy(shape, tg, index, weighted, ls, dtype):
         if probs is None:  # the forward kernel does not depend on the reduction
             probs, loss = _sce_forward(logits, labels, weights, p, tg)
             assert_close(probs, state.probs, np.float32, rtol=F32, what="probabilities")
+            # 80 threads: three simd-groups (positions) per threadgroup, the last of 16 lanes.
+            probs_simd, loss_simd = _sce_forward_simd(logits, labels, weights, p, 80)
+            assert_close(probs_simd, state.probs, np.float32, rtol=F32, what="probabilities (simd)")
+            assert_close(loss_simd, loss, np.float32, rtol=F32, what="loss (simd)")
         if reduction == "none":
             assert_close(loss.reshape(loss_shape), ref, np.float32, rtol=F32, what="loss per position")
         else:
@@ -152,11 +166,11 @@ def test_softmax_cross_entropy_nan_and_large_reduction():
     # One NaN logit: its position's probabilities and loss are NaN, the others finite; sums are NaN.
     logits[5, 1, 2, 0] = np.nan
     ref, state = mnn.ops.softmax_cross_entropy_forward(logits, labels, None, "none", 0.1)
-    probs, loss = _sce_forward(logits, labels, None, p, 32)
-    assert np.isnan(probs[5, :, 2, 0]).all() and np.isnan(loss[5 * 3 + 2])
-    assert np.isfinite(np.delete(loss, 5 * 3 + 2)).all()
-    assert_close(probs, state.probs, rtol=F32)
-    assert_close(loss.reshape(ref.shape), ref, rtol=F32)
+    for probs, loss in (_sce_forward(logits, labels, None, p, 32), _sce_forward_simd(logits, labels, None, p, 256)):
+        assert np.isnan(probs[5, :, 2, 0]).all() and np.isnan(loss[5 * 3 + 2])
+        assert np.isfinite(np.delete(loss, 5 * 3 + 2)).all()
+        assert_close(probs, state.probs, rtol=F32)
+        assert_close(loss.reshape(ref.shape), ref, rtol=F32)
     assert np.isnan(_sce_reduce(loss, p, 64))
 
 
@@ -171,11 +185,11 @@ def test_softmax_cross_entropy_zero_target_at_minus_inf(dtype):
     labels[2, 4] = 1.0
     logits[2, 6] = -np.inf
     p = _sce_params(shape, False, None, "none", 0.0)
-    probs, loss = _sce_forward(logits, labels, None, p, 32)
     ref, state = mnn.ops.softmax_cross_entropy_forward(logits, labels, None, "none", 0.0)
-    assert probs[2, 6] == 0.0 and np.isfinite(loss).all()
-    assert_close(probs, state.probs, rtol=F32)
-    assert_close(loss, ref, rtol=F32)
+    for probs, loss in (_sce_forward(logits, labels, None, p, 32), _sce_forward_simd(logits, labels, None, p, 64)):
+        assert probs[2, 6] == 0.0 and np.isfinite(loss).all()
+        assert_close(probs, state.probs, rtol=F32)
+        assert_close(loss, ref, rtol=F32)
 
 
 # ---------------------------------------------------------------- optimizers
@@ -218,11 +232,9 @@ def test_sgd(mode, common, dtype):
     w_ref, v_ref = w.copy(), state[0].copy()
     for step in range(STEPS):
         mnn.ops.sgd_step(w_ref, grads[step], v_ref if has_buffer else None, **opts)
-        _dispatch_step(f"sgd_step_{SUFFIX[dtype]}", w, grads[step], state if has_buffer else [np.zeros(1, np.float32)],
-                       sgd_params(has_buffer, **opts))
-    _compare(w, w_ref, state if has_buffer else [], [v_ref] if has_buffer else [], dtype, f"sgd {mode}")
-    if not has_buffer:  # the unused buffer stays as it was
-        np.testing.assert_array_equal(v_ref, state[0])
+        # Without a momentum buffer the kernel must not touch the (still bound) buffer 2.
+        _dispatch_step(f"sgd_step_{SUFFIX[dtype]}", w, grads[step], state, sgd_params(has_buffer, **opts))
+    _compare(w, w_ref, state, [v_ref], dtype, f"sgd {mode}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

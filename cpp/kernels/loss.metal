@@ -12,6 +12,9 @@
 //     lp = log_softmax(logits); probs = exp(lp); target = (1 - ls) * label + ls / c;
 //     loss = w[n] * -sum_c target * lp (a zero target contributes 0, so log(0) never makes NaN).
 //     With has_weights == 0 buffer(2) is not read (bind any buffer).
+//   softmax_cross_entropy_forward_simd_{float32,float16}  same buffers; one simd-group per position, no
+//     threadgroup memory or barriers (for small c, e.g. 10 classes, where a threadgroup per position idles):
+//     grid: ceil(n * s / simdgroups_per_threadgroup) threadgroups; position = threadgroup * nsg + simd-group.
 //   softmax_cross_entropy_reduce                         grid: one threadgroup (any size <= 1024)
 //     loss float (n * s) [[buffer(0)]], out float (1) [[buffer(1)]], MnnSoftmaxCrossEntropyParams [[buffer(2)]]
 //     out = sum (reduction sum) or sum / (n * s) (reduction mean); simd_sum + threadgroup partials.
@@ -92,6 +95,74 @@ kernel void softmax_cross_entropy_forward_float16(device const half* x [[buffer(
                                                   uint nsg [[simdgroups_per_threadgroup]]) {
   threadgroup float partial[32];
   sce_forward(x, labels, weights, probs, loss, p, partial, LossThread{pos, tid, ntg, lane, sg, nsg});
+}
+
+// The same per position, one simd-group each: lanes stride over c and reduce with simd functions.
+template <typename T>
+inline void sce_forward_simd(device const T* x, device const int* labels, device const float* weights,
+                             device float* probs, device float* loss, constant MnnSoftmaxCrossEntropyParams& p,
+                             uint pos, uint lane, uint width) {
+  if (pos >= (uint)(p.n * p.s)) return;  // the whole simd-group leaves together
+  const uint s = (uint)p.s, c = (uint)p.c;
+  const uint img = pos / s;
+  const uint base = img * c * s + pos % s;
+  const float ls = p.label_smoothing, keep = 1.0f - ls, spread = ls / float(c);
+  float m = -INFINITY;
+  for (uint k = lane; k < c; k += width) m = fmax(m, mnn_load(x, base + k * s));
+  m = simd_max(m);
+  float sum = 0.0f;
+  for (uint k = lane; k < c; k += width) sum += exp(mnn_load(x, base + k * s) - m);
+  const float lse = log(simd_sum(sum));
+  float acc = 0.0f;
+  for (uint k = lane; k < c; k += width) {
+    const uint i = base + k * s;
+    const float lp = (mnn_load(x, i) - m) - lse;
+    probs[i] = exp(lp);
+    if (p.index_labels != 0u) {
+      if (ls > 0.0f) acc -= spread * lp;
+      if (labels[pos] == (int)k) acc -= keep * lp;
+    } else {
+      const float tk = keep * as_type<float>(labels[i]) + spread;
+      if (tk != 0.0f) acc -= tk * lp;
+    }
+  }
+  float l = simd_sum(acc);
+  if (lane == 0) {
+    if (p.has_weights != 0u) l *= weights[img];
+    loss[pos] = l;
+  }
+}
+
+kernel void softmax_cross_entropy_forward_simd_float32(device const float* x [[buffer(0)]], device const int* labels [[buffer(1)]],
+                                                       device const float* weights [[buffer(2)]],
+                                                       device float* probs [[buffer(3)]],
+                                                       device float* loss [[buffer(4)]],
+                                                       constant MnnSoftmaxCrossEntropyParams& p [[buffer(5)]],
+                                                       uint tgpos [[threadgroup_position_in_grid]],
+                                                       uint ntg [[threads_per_threadgroup]],
+                                                       uint lane [[thread_index_in_simdgroup]],
+                                                       uint sg [[simdgroup_index_in_threadgroup]],
+                                                       uint nsg [[simdgroups_per_threadgroup]],
+                                                       uint simd_width [[threads_per_simdgroup]]) {
+  // The last simd-group of a threadgroup that is not a multiple of the width has fewer lanes.
+  const uint width = min(simd_width, ntg - sg * simd_width);
+  sce_forward_simd(x, labels, weights, probs, loss, p, tgpos * nsg + sg, lane, width);
+}
+
+kernel void softmax_cross_entropy_forward_simd_float16(device const half* x [[buffer(0)]], device const int* labels [[buffer(1)]],
+                                                       device const float* weights [[buffer(2)]],
+                                                       device float* probs [[buffer(3)]],
+                                                       device float* loss [[buffer(4)]],
+                                                       constant MnnSoftmaxCrossEntropyParams& p [[buffer(5)]],
+                                                       uint tgpos [[threadgroup_position_in_grid]],
+                                                       uint ntg [[threads_per_threadgroup]],
+                                                       uint lane [[thread_index_in_simdgroup]],
+                                                       uint sg [[simdgroup_index_in_threadgroup]],
+                                                       uint nsg [[simdgroups_per_threadgroup]],
+                                                       uint simd_width [[threads_per_simdgroup]]) {
+  // The last simd-group of a threadgroup that is not a multiple of the width has fewer lanes.
+  const uint width = min(simd_width, ntg - sg * simd_width);
+  sce_forward_simd(x, labels, weights, probs, loss, p, tgpos * nsg + sg, lane, width);
 }
 
 // One threadgroup folds every position: the loss vector is small (one value per position) and
