@@ -7,6 +7,9 @@
 #include "convert.h"
 #include "families.h"
 #include "metalnn/backend/cpu/blas.h"
+#ifdef METALNN_HAS_CUDA
+#include "metalnn/backend/cuda/device.h"
+#endif
 #include "metalnn/core/allocator.h"
 #include "metalnn/core/state.h"
 #include "metalnn/core/stream.h"
@@ -32,6 +35,29 @@ void register_errors() {
   });
 }
 
+// Host bytes into a tensor on any device (device tensors get a copy over the bus).
+void copy_from_host(const Tensor& t, const void* src, size_t bytes) {
+#ifdef METALNN_HAS_CUDA
+  if (t.device().type == DeviceType::cuda) return cuda::copy_to_device(t.raw(), src, bytes, "tensor");
+#endif
+  std::memcpy(t.raw(), src, bytes);
+}
+
+// numpy view of a CPU tensor; a device tensor is copied back to the host first.
+py::array host_numpy(const Tensor& t) {
+#ifdef METALNN_HAS_CUDA
+  if (t.device().type == DeviceType::cuda) {
+    Tensor h = Tensor::empty(t.shape(), t.dtype());
+    {
+      py::gil_scoped_release nogil;
+      cuda::copy_to_host(h.raw(), t.raw(), t.nbytes(), "numpy");
+    }
+    return to_numpy(h);
+  }
+#endif
+  return to_numpy(t);
+}
+
 Tensor make_tensor(py::handle data, std::optional<std::string> dtype, std::optional<std::string> device) {
   const char* op = "tensor";
   Device dev = device ? parse_device(*device, op) : Device{};
@@ -41,14 +67,14 @@ Tensor make_tensor(py::handle data, std::optional<std::string> dtype, std::optio
   if (dt == src.dtype()) {
     // Own a copy: the tensor must not change when the caller's array does.
     Tensor t = Tensor::empty(src.shape(), dt, dev);
-    std::memcpy(t.raw(), src.raw(), src.nbytes());
+    copy_from_host(t, src.raw(), src.nbytes());
     return t;
   }
   // Convert through numpy's casting rules.
   py::array a = to_numpy(src).attr("astype")(numpy_dtype(dt));
   Tensor converted = from_numpy(a, op, "data", false);
   Tensor t = Tensor::empty(converted.shape(), dt, dev);
-  std::memcpy(t.raw(), converted.raw(), converted.nbytes());
+  copy_from_host(t, converted.raw(), converted.nbytes());
   return t;
 }
 
@@ -76,9 +102,9 @@ void bind_core(py::module_& m) {
       .def_property_readonly("device", &Tensor::device)
       .def_property_readonly("ndim", &Tensor::ndim)
       .def_property_readonly("size", &Tensor::numel)
-      .def("numpy", &to_numpy, "A numpy array sharing this tensor's memory (CPU).")
+      .def("numpy", &host_numpy, "A numpy array sharing this tensor's memory (CPU); a copy for device tensors.")
       .def("__array__", [](const Tensor& t, py::object dtype, py::object copy) {
-            py::array a = to_numpy(t);
+            py::array a = host_numpy(t);
             return dtype.is_none() ? a : py::array(a.attr("astype")(dtype));
           }, py::arg("dtype") = py::none(), py::arg("copy") = py::none())
       .def("__repr__", [](const Tensor& t) {

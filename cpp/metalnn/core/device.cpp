@@ -6,6 +6,9 @@
 #ifdef METALNN_HAS_METAL
 #include "metalnn/backend/metal/context.h"
 #endif
+#ifdef METALNN_HAS_CUDA
+#include "metalnn/backend/cuda/device.h"
+#endif
 
 namespace metalnn {
 
@@ -54,7 +57,9 @@ bool device_available(DeviceType t) {
   // Built with Metal, but a machine without a GPU (a VM, a headless runner) still lacks it.
   if (t == DeviceType::metal) return metal::available();
 #endif
-  // CUDA registers here when it lands.
+#ifdef METALNN_HAS_CUDA
+  if (t == DeviceType::cuda) return cuda::available();
+#endif
   return t == DeviceType::cpu;
 }
 

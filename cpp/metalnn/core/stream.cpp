@@ -1,4 +1,7 @@
 #include "metalnn/core/stream.h"
+#ifdef METALNN_HAS_CUDA
+#include "metalnn/backend/cuda/stream.h"
+#endif
 
 #include "metalnn/core/error.h"
 
@@ -122,6 +125,9 @@ void CpuStream::run() {
 }
 
 std::unique_ptr<Stream> make_stream(Device device) {
+#ifdef METALNN_HAS_CUDA
+  if (device.type == DeviceType::cuda) return cuda::make_cuda_stream(device);
+#endif
   if (device.type != DeviceType::cpu)
     fail(ErrorKind::Value, "stream", "device ", device.str(), " is not available in this build");
   return std::make_unique<CpuStream>();

@@ -3,6 +3,9 @@
 #include <cstring>
 
 #include "metalnn/core/error.h"
+#ifdef METALNN_HAS_CUDA
+#include "metalnn/backend/cuda/device.h"
+#endif
 
 namespace metalnn {
 
@@ -30,14 +33,23 @@ Device Tensor::device() const { return buffer_ ? buffer_->device() : Device{}; }
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (auto d : shape)
     if (d < 0) fail(ErrorKind::Value, "tensor", "negative dimension in shape ", shape_str(shape));
+  size_t bytes = (size_t)shape_numel(shape) * dtype_size(dtype);
+#ifdef METALNN_HAS_CUDA
+  if (device.type == DeviceType::cuda) return Tensor(cuda::allocator().allocate(bytes), shape, dtype);
+#endif
   if (device.type != DeviceType::cpu)
     fail(ErrorKind::Value, "tensor", "device ", device.str(), " is not available in this build");
-  size_t bytes = (size_t)shape_numel(shape) * dtype_size(dtype);
   return Tensor(cpu_allocator().allocate(bytes), shape, dtype);
 }
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
+#ifdef METALNN_HAS_CUDA
+  if (device.type == DeviceType::cuda) {
+    cuda::fill_zero(t.raw(), t.nbytes(), "tensor");
+    return t;
+  }
+#endif
   if (t.nbytes()) std::memset(t.raw(), 0, t.nbytes());
   return t;
 }

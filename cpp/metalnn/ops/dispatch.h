@@ -40,4 +40,37 @@ void dispatch(const char* op, Device device, CpuFn&& cpu, MetalFn&& metal_fn) {
   }
 }
 
+// An op with a CUDA kernel wraps it in cuda_kernel(...): the lambda enqueues on the current
+// CUDA stream. Without METALNN_HAS_CUDA it is never called, so never emitted or linked.
+template <class F>
+struct CudaKernel {
+  F fn;
+};
+template <class F>
+CudaKernel<F> cuda_kernel(F fn) {
+  return CudaKernel<F>{std::move(fn)};
+}
+
+template <class CpuFn, class F>
+void dispatch(const char* op, Device device, CpuFn&& cpu, CudaKernel<F> cuda_fn) {
+  switch (device.type) {
+    case DeviceType::cpu:
+      cpu();
+      return;
+#ifdef METALNN_HAS_CUDA
+    case DeviceType::cuda:
+      cuda_fn.fn();
+      return;
+#endif
+    default:
+      fail(ErrorKind::Value, op, "no kernel for device ", device.str(), " in this build");
+  }
+}
+
+template <class CpuFn, class MetalFn, class F>
+void dispatch(const char* op, Device device, CpuFn&& cpu, MetalFn&& metal_fn, CudaKernel<F> cuda_fn) {
+  if (device.type == DeviceType::cuda) return dispatch(op, device, cpu, std::move(cuda_fn));
+  dispatch(op, device, std::forward<CpuFn>(cpu), std::forward<MetalFn>(metal_fn));
+}
+
 }  // namespace metalnn

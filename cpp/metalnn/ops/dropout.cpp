@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "metalnn/backend/cpu/dropout.h"
+#include "metalnn/backend/cuda/dropout.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 
@@ -30,7 +31,8 @@ std::pair<Tensor, std::shared_ptr<DropoutState>> dropout_forward(const Tensor& x
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   Tensor mask = Tensor::empty(x.shape(), DType::uint8, x.device());
   auto p = desc.params();
-  dispatch(op, x.device(), [&] { cpu::dropout_forward(x, y, mask, p); });
+  dispatch(op, x.device(), [&] { cpu::dropout_forward(x, y, mask, p); },
+           cuda_kernel([&] { cuda::dropout_forward(x, y, mask, p); }));
   return {y, std::make_shared<DropoutState>(mask, desc)};
 }
 
@@ -42,7 +44,8 @@ Tensor dropout_backward(const Tensor& dy, const std::shared_ptr<State>& state) {
   check::same_device(op, "dy", dy, "state.mask", s.mask());
   Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
   auto p = s.descriptor().params();
-  dispatch(op, dy.device(), [&] { cpu::dropout_backward(dy, s.mask(), dx, p); });
+  dispatch(op, dy.device(), [&] { cpu::dropout_backward(dy, s.mask(), dx, p); },
+           cuda_kernel([&] { cuda::dropout_backward(dy, s.mask(), dx, p); }));
   return dx;
 }
 

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "metalnn/backend/cpu/neuron.h"
+#include "metalnn/backend/cuda/neuron.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 
@@ -49,7 +50,8 @@ Tensor neuron_forward(const Tensor& x, const NeuronDescriptor& desc) {
   const char* op = "neuron_forward";
   check::floating(op, "x", x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch(op, x.device(), [&] { cpu::neuron_forward(x, y, desc.params()); });
+  dispatch(op, x.device(), [&] { cpu::neuron_forward(x, y, desc.params()); },
+           cuda_kernel([&] { cuda::neuron_forward(x, y, desc.params()); }));
   return y;
 }
 
@@ -58,7 +60,8 @@ Tensor neuron_backward(const Tensor& dy, const Tensor& x, const NeuronDescriptor
   check::floating(op, "x", x);
   check::like(op, "dy", dy, "x", x);
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch(op, x.device(), [&] { cpu::neuron_backward(dy, x, dx, desc.params()); });
+  dispatch(op, x.device(), [&] { cpu::neuron_backward(dy, x, dx, desc.params()); },
+           cuda_kernel([&] { cuda::neuron_backward(dy, x, dx, desc.params()); }));
   return dx;
 }
 

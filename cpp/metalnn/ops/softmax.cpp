@@ -3,6 +3,7 @@
 #include <climits>
 
 #include "metalnn/backend/cpu/softmax.h"
+#include "metalnn/backend/cuda/softmax.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 
@@ -25,7 +26,7 @@ Tensor forward(const char* op, const Tensor& x, bool log) {
   check::floating(op, "x", x);
   auto p = softmax_params(op, "x", x, log);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch(op, x.device(), [&] { cpu::softmax_forward(x, y, p); });
+  dispatch(op, x.device(), [&] { cpu::softmax_forward(x, y, p); }, cuda_kernel([&] { cuda::softmax_forward(x, y, p); }));
   return y;
 }
 
@@ -36,7 +37,8 @@ Tensor backward(const char* op, const Tensor& dy, const Tensor& y, bool log) {
   check::same_device(op, "dy", dy, "y", y);
   check::shape(op, "dy", dy, y.shape());
   Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
-  dispatch(op, y.device(), [&] { cpu::softmax_backward(dy, y, dx, p); });
+  dispatch(op, y.device(), [&] { cpu::softmax_backward(dy, y, dx, p); },
+           cuda_kernel([&] { cuda::softmax_backward(dy, y, dx, p); }));
   return dx;
 }
 

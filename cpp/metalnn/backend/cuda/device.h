@@ -1,0 +1,23 @@
+// CUDA device, allocator and copies. Plain C++ (no CUDA headers), so ops/, core/ and the
+// bindings can include it; kernels live in <family>.cu next to this file.
+#pragma once
+#include <cstddef>
+
+#include "metalnn/core/allocator.h"
+
+namespace metalnn::cuda {
+
+int device_count();
+// True when the driver and at least one GPU are present (never throws).
+bool available();
+// Caching allocator over cudaMalloc/cudaFree for device 0.
+Allocator& allocator();
+
+// Copies run on the current stream; to_host waits for them (and for the kernels before).
+void copy_to_device(void* dst, const void* src, size_t bytes, const char* op);
+void copy_to_host(void* dst, const void* src, size_t bytes, const char* op);
+void fill_zero(void* dst, size_t bytes, const char* op);
+// Waits for the current stream and raises a RuntimeError naming `op` on a device error.
+void synchronize(const char* op);
+
+}  // namespace metalnn::cuda
