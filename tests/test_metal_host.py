@@ -148,10 +148,23 @@ def test_stubs_are_not_on_the_apple_build_path():
 def test_encoders_name_existing_kernels():
     """Every kernel stem an encoder dispatches exists in cpp/kernels/*.metal in both dtypes."""
     msl = "\n".join(p.read_text() for p in (CPP / "kernels").glob("*.metal"))
-    stems = set()
+    stems, plain = set(), set()
     for source in METAL.glob("*.cpp"):
-        stems |= set(re.findall(r'kernel_name\("(\w+)"', source.read_text()))
+        text = source.read_text()
+        stems |= set(re.findall(r'kernel_name\("(\w+)"', text))
+        # Kernels without a dtype suffix (e.g. the float32-only loss reduction) are named whole.
+        plain |= set(re.findall(r'KernelCall\s+\w+\(\s*\w+\s*,\s*"(\w+)"\s*\)', text))
     assert stems, "no encoder dispatches a kernel"
+    # The families with encoders written after the first four must be among them.
+    for family in ["conv2d_forward", "conv2d_backward_bias", "fully_connected_forward",
+                   "fully_connected_backward_bias", "softmax_cross_entropy_forward",
+                   "softmax_cross_entropy_forward_simd", "softmax_cross_entropy_backward", "sgd_step",
+                   "sgd_step_many", "adam_step", "adam_step_many", "rmsprop_step", "rmsprop_step_many",
+                   "add_forward"]:
+        assert family in stems, f"no encoder dispatches {family}"
+    assert "softmax_cross_entropy_reduce" in plain
     for stem in sorted(stems):
         for dtype in ("float32", "float16"):
             assert re.search(rf"kernel\s+void\s+{stem}_{dtype}\s*\(", msl), f"no MSL kernel {stem}_{dtype}"
+    for name in sorted(plain):
+        assert re.search(rf"kernel\s+void\s+{name}\s*\(", msl), f"no MSL kernel {name}"
