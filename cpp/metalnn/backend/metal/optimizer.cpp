@@ -6,7 +6,6 @@
 #include <string>
 
 #include "metalnn/backend/metal/elementwise.h"
-#include "metalnn/backend/metal/extents.h"
 #include "metalnn/backend/metal/kernel.h"
 
 namespace metalnn::metal {
@@ -67,6 +66,8 @@ void step_one(const char* op, const Layout& l, const OptimizerSlot& s, const P& 
   k.buffer(0, w, Access::read_write).buffer(1, *s.gradients, Access::read);
   for (int i = 0; i < l.nstate; ++i) {
     const bool bound = l.used[i] && s.state[i] && s.state[i]->defined();
+    // A missing state the options need would make the kernel write into the gradients.
+    if (l.used[i] && !bound) fail(ErrorKind::Runtime, op, "optimizer state ", i, " is missing");
     if (bound) k.buffer(2 + i, *s.state[i], Access::read_write);
     else k.buffer(2 + i, *s.gradients, Access::read);  // unused state: not read by the kernel
   }
@@ -84,6 +85,14 @@ bool step_many(const char* op, const Layout& l, const std::vector<OptimizerSlot>
     if (!l.used[i]) continue;
     state[i] = arena_of(slots, [i](const OptimizerSlot& s) { return s.state[i]; });
     if (!state[i]) return false;
+  }
+  // Written arenas must be distinct blocks: a staged block is copied back whole on completion,
+  // so two written bindings of one block would overwrite each other's updates.
+  for (int i = 0; i < l.nstate; ++i) {
+    if (!state[i]) continue;
+    if (state[i]->buffer() == w->buffer()) return false;
+    for (int j = 0; j < i; ++j)
+      if (state[j] && state[j]->buffer() == state[i]->buffer()) return false;
   }
 
   std::vector<uint32_t> table;  // uint4 per entry: weight, gradient, state offset, count
