@@ -7,6 +7,7 @@
 
 #include "convert.h"
 #include "families.h"
+#include "metalnn/core/copy.h"
 #include "metalnn/graph/executor.h"
 #include "metalnn/graph/steps.h"
 #include "optimizer_descriptors.h"
@@ -18,17 +19,21 @@ using namespace metalnn::graph;
 using Counter = std::shared_ptr<std::atomic<int64_t>>;
 using Ints = std::vector<int64_t>;
 
-std::shared_ptr<Executor> make_executor(std::shared_ptr<Program> program, int max_in_flight) {
-  return gil_free_destruction(new Executor(std::move(program), max_in_flight));
+std::shared_ptr<Executor> make_executor(std::shared_ptr<Program> program, int max_in_flight,
+                                        std::optional<std::string> device) {
+  Device d = device ? parse_device(*device, "graph") : Device{};
+  return gil_free_destruction(new Executor(std::move(program), max_in_flight, d));
 }
 
-Tensor copy_input(py::handle obj, const char* arg) {
+// A numpy array of a slot or parameter: a view on the host, a copy from a device.
+py::array host_array(const Tensor& t) { return to_numpy(to_host(t, "graph")); }
+
+Tensor copy_input(py::handle obj, const char* arg, Device device) {
   Call call("encode_batch");
   Tensor src = call.in(obj, arg);
-  // The batch owns its inputs: the caller may refill its arrays while the batch runs.
-  Tensor t = Tensor::empty(src.shape(), src.dtype(), src.device());
-  if (src.nbytes()) std::memcpy(t.raw(), src.raw(), src.nbytes());
-  return t;
+  // The batch owns its inputs (on the graph's device): the caller may refill its arrays
+  // while the batch runs.
+  return to_device(to_host(src, "encode_batch"), device, "encode_batch");
 }
 
 // A step that calls Python with the numpy views of some slots (data source update()).
@@ -37,7 +42,7 @@ Step python_step(const std::string& label, py::function fn, std::vector<int> slo
   return Step{label, [callable, slots, label](Frame& f) {
     py::gil_scoped_acquire gil;
     py::list args;
-    for (int s : slots) args.append(to_numpy(slot(f, s, "python step")));
+    for (int s : slots) args.append(host_array(slot(f, s, "python step")));
     try {
       callable->fn(args);
     } catch (py::error_already_set& e) {
@@ -84,7 +89,9 @@ void bind_graph(py::module_& m) {
       .def("unbind", [](Parameter& p) { p.value = Tensor(); })
       .def_property_readonly("bound", [](const Parameter& p) { return p.value.defined(); })
       .def_property_readonly("value", [](const Parameter& p) -> py::object {
-        return p.value.defined() ? py::object(to_numpy(p.value)) : py::object(py::none());
+        if (!p.value.defined()) return py::none();
+        // Host tensors give a writable view; device tensors the Tensor itself.
+        return p.value.device().type == DeviceType::cpu ? py::object(to_numpy(p.value)) : py::cast(p.value);
       });
 
   py::class_<std::atomic<int64_t>, std::shared_ptr<std::atomic<int64_t>>>(g, "Counter")
@@ -221,17 +228,18 @@ void bind_graph(py::module_& m) {
       })
       .def("slot", [](const Batch& b, int i) -> py::object {
         if (i < 0 || (size_t)i >= b.frame.slots.size() || !b.frame.slots[(size_t)i].defined()) return py::none();
-        return to_numpy(b.frame.slots[(size_t)i]);
+        return host_array(b.frame.slots[(size_t)i]);
       });
 
   py::class_<Executor, std::shared_ptr<Executor>>(g, "Executor")
-      .def(py::init(&make_executor), py::arg("program"), py::arg("max_in_flight") = 2)
+      .def(py::init(&make_executor), py::arg("program"), py::arg("max_in_flight") = 2,
+           py::arg("device") = py::none())
       .def("encode", [](Executor& e, py::list inputs, std::optional<py::function> on_complete) {
             std::vector<std::pair<int, Tensor>> ins;
             for (auto item : inputs) {
               auto t = item.cast<py::tuple>();
               std::string arg = t[2].cast<std::string>();
-              ins.emplace_back(t[0].cast<int>(), copy_input(t[1], arg.c_str()));
+              ins.emplace_back(t[0].cast<int>(), copy_input(t[1], arg.c_str(), e.device()));
             }
             std::function<void(Batch&)> cb;
             if (on_complete) {

@@ -5,7 +5,7 @@
 namespace metalnn::graph {
 
 Executor::Executor(std::shared_ptr<const Program> program, int max_in_flight, Device device)
-    : program_(std::move(program)), max_in_flight_(max_in_flight), stream_(make_stream(device)) {
+    : program_(std::move(program)), max_in_flight_(max_in_flight), device_(device), stream_(make_stream(device)) {
   if (max_in_flight < 1) fail(ErrorKind::Value, "graph", "max_in_flight must be >= 1, got ", max_in_flight);
 }
 

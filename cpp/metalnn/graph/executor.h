@@ -37,10 +37,12 @@ class Executor {
   void synchronize();
   int in_flight() const;
   int max_in_flight() const { return max_in_flight_; }
+  Device device() const { return device_; }
 
  private:
   std::shared_ptr<const Program> program_;
   int max_in_flight_;
+  Device device_;
   std::unique_ptr<Stream> stream_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;

@@ -241,23 +241,36 @@ class Graph:
         except (TypeError, ValueError, RuntimeError) as e:
             raise type(e)(f"[Graph] node '{node.label}': {e}") from None
         node._descriptor = p.descriptor
+        if not self._on_host and _overrides_update(node.data_source):
+            raise ValueError(f"[Graph] node '{node.label}': a Python update() runs only in cpu graphs; "
+                             "give the data source an optimizer instead")
         wp = _core.graph.Parameter(f"{p.label}.weights")
-        wp.bind(_writable(p.weights))
+        wp.bind(self._bindable(p.weights))
         bp = None
         if p.biases is not None:
             bp = _core.graph.Parameter(f"{p.label}.biases")
-            bp.bind(_writable(p.biases))
+            bp.bind(self._bindable(p.biases))
         self._params[node] = (wp, bp)
         return wp, bp
 
+    @property
+    def _on_host(self) -> bool:
+        return self.device.type == "cpu"
+
+    def _bindable(self, a: np.ndarray):
+        """What a parameter binds: the array itself on the CPU (zero-copy, trained in
+        place), a copy on another device."""
+        return _writable(a) if self._on_host else _core.Tensor(a, device=str(self.device))
+
     def _optimizer_state(self, node, which: str, param, optimizer) -> list:
         key = (node.label, which)
-        if key not in self._opt_state:
-            self._opt_state[key] = optimizer.init_state(param.value)
+        if key not in self._state_params:
+            if key not in self._opt_state:  # (a loaded graph hands its saved state in here)
+                self._opt_state[key] = optimizer.init_state(np.asarray(param.value))
             self._state_params[key] = {}
             for name, arr in self._opt_state[key].items():
                 p = _core.graph.Parameter(f"{param.name}.{name}")
-                p.bind(arr)
+                p.bind(self._bindable(arr))
                 self._state_params[key][name] = p
         params = self._state_params[key]
         return [params.get(name) for name in optimizer.state_names()]
@@ -313,7 +326,7 @@ class Graph:
         output_slots = {img.name: c.slot(img) for img in outputs}
         keep = set(output_slots.values()) | set(c.loss_slots.values())
         compiled = c.finish(keep, input_slots, output_slots)
-        executor = _core.graph.Executor(compiled.program, self.max_in_flight)
+        executor = _core.graph.Executor(compiled.program, self.max_in_flight, str(self.device))
         self._compiled[key] = (compiled, executor, keep)
         return self._compiled[key]
 

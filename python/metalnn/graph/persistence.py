@@ -62,12 +62,12 @@ def save_graph(graph, path) -> None:
         if getattr(node, "data_source", None) is None:
             continue
         w, b = graph._parameters(node)
-        arrays[parameter_key(node.label, "weights")] = w.value
+        arrays[parameter_key(node.label, "weights")] = np.asarray(w.value)
         if b is not None:
-            arrays[parameter_key(node.label, "biases")] = b.value
-    for (label, which), state in graph._opt_state.items():
-        for name, a in state.items():
-            arrays[parameter_key(label, f"{which}.{name}")] = a
+            arrays[parameter_key(node.label, "biases")] = np.asarray(b.value)
+    for (label, which), state in graph._state_params.items():
+        for name, p in state.items():
+            arrays[parameter_key(label, f"{which}.{name}")] = np.asarray(p.value)
     steps = {}
     for node in graph.nodes:
         opt = getattr(getattr(node, "data_source", None), "optimizer", None)
@@ -90,6 +90,9 @@ def _check_meta(meta: dict, path) -> None:
 def load_graph_state(graph, path) -> None:
     """Restores weights, optimizer state and counters into ``graph`` (same structure).
     Everything is checked before anything is written."""
+    if not graph._on_host:
+        raise ValueError(f"[Graph] load_state runs on cpu graphs (this one is on {graph.device}); "
+                         "use Graph.load(path, device=...) instead")
     arrays, meta = load_arrays(path)
     _check_meta(meta, path)
     saved = [(c["kind"], c["label"]) for c in meta["nodes"]]
@@ -117,13 +120,7 @@ def load_graph_state(graph, path) -> None:
     graph.synchronize()
     for dst, src, key in writes:
         np.copyto(dst, src[key], casting="same_kind")
-    graph._dropout_counter.value = int(meta.get("dropout_counter", 0))
-    for node in graph.nodes:
-        opt = getattr(getattr(node, "data_source", None), "optimizer", None)
-        if opt is not None and node.label in meta.get("optimizer_steps", {}):
-            from .graph import _counter
-
-            _counter(opt).value = int(meta["optimizer_steps"][node.label])
+    _restore_counters(graph, meta)
 
 
 def load_graph(path, **graph_kwargs):
@@ -185,5 +182,22 @@ def load_graph(path, **graph_kwargs):
         images[node.result.name] = node.result
         built[label] = node
     graph = Graph([images[r] for r in meta["results"]], meta["result_needed"], mode=meta["mode"], **graph_kwargs)
-    load_graph_state(graph, path)
+    # Optimizer state is handed over before the first compile binds it (on any device).
+    for node in graph.nodes:
+        for which in ("weights", "biases"):
+            prefix = parameter_key(node.label, f"{which}.")
+            state = {k[len(prefix):]: a for k, a in arrays.items() if k.startswith(prefix)}
+            if state:
+                graph._opt_state[(node.label, which)] = {k: np.array(a) for k, a in state.items()}
+    _restore_counters(graph, meta)
     return graph
+
+
+def _restore_counters(graph, meta: dict) -> None:
+    from .graph import _counter
+
+    graph._dropout_counter.value = int(meta.get("dropout_counter", 0))
+    for node in graph.nodes:
+        opt = getattr(getattr(node, "data_source", None), "optimizer", None)
+        if opt is not None and node.label in meta.get("optimizer_steps", {}):
+            _counter(opt).value = int(meta["optimizer_steps"][node.label])
