@@ -1,5 +1,6 @@
 #include "metalnn/graph/steps.h"
 
+#include "metalnn/core/copy.h"
 #include "metalnn/core/error.h"
 #include "metalnn/ops/arithmetic.h"
 #include "metalnn/ops/softmax.h"
@@ -159,8 +160,11 @@ Step softmax_backward(const std::string& label, int dy, int y, int dx, bool log)
 
 Step softmax_cross_entropy_backward(const std::string& label, int state, int dlogits) {
   return make(label, [=](Frame& f) {
+    // The loss is the graph's end: d(loss)/d(loss) = 1, on the device the loss lives on.
+    const auto& st = state_as<SoftmaxCrossEntropyState>(f.states[(size_t)state], "graph", "softmax_cross_entropy_forward");
     Tensor one = Tensor::empty({}, DType::float32);
-    *one.data<float>() = 1.f;  // the loss is the graph's end: d(loss)/d(loss) = 1
+    *one.data<float>() = 1.f;
+    if (st.probs.device() != one.device()) one = to_device(one, st.probs.device(), "graph");
     out(f, dlogits) = metalnn::softmax_cross_entropy_backward(f.states[(size_t)state], one);
   });
 }
