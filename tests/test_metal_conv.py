@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,38 +17,21 @@ import metalnn as mnn
 from helpers import DTYPES, assert_close, randn, rng
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "metal"))
-from emulator import compile_metal, find_clang, poisoned  # noqa: E402
+from harness import SUFFIX, lib, run_both_schedules, skip_without_clang  # noqa: E402
 from params import NeuronParams  # noqa: E402
 from params_conv import Conv2dParams, FullyConnectedParams  # noqa: E402
 
-if find_clang() is None:
-    pytest.skip("no clang++ >= 15 (needed for _Float16 and vector swizzles): the Metal emulator tests are skipped",
-                allow_module_level=True)
+skip_without_clang()
 
-KERNELS = Path(__file__).resolve().parent.parent / "cpp" / "kernels"
-SUFFIX = {np.float32: "float32", np.float16: "float16"}
 NEURON_TYPES = ("none", "relu", "leaky_relu", "sigmoid", "hard_sigmoid", "tanh", "linear", "absolute", "softplus",
                 "elu", "relun", "gelu")
 TILE, TG = 32, (16, 16, 1)
 ACCUMULATE = {"float": 0, "half": 1}
 
 
-def lib(name: str):
-    return compile_metal(KERNELS / f"{name}.metal")
-
-
 def run(library, kernel, buffers, outputs, grid, threadgroup=TG):
-    """Dispatches with threads in order and reversed between barriers, into poisoned outputs
-    (("out", i) in ``buffers``); both must agree bit for bit. Returns the outputs."""
-    results = []
-    for schedule in (0, 1):
-        outs = [poisoned(o.shape, o.dtype) for o in outputs]
-        bufs = [outs[b[1]] if isinstance(b, tuple) and b[0] == "out" else b for b in buffers]
-        library.dispatch(kernel, bufs, grid, threadgroup, schedule=schedule)
-        results.append(outs)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8), err_msg=f"{kernel}: schedule-dependent")
-    return results[0]
+    """run_both_schedules with the tiled kernels' fixed threadgroup by default."""
+    return run_both_schedules(library, kernel, buffers, outputs, grid, threadgroup)
 
 
 def tiled_grid(rows: int, cols: int, depth: int = 1):

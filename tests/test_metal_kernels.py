@@ -17,33 +17,12 @@ import metalnn as mnn
 from helpers import DTYPES, assert_close, randn, rng
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "metal"))
-from emulator import EmulatorError, compile_metal, compile_strict, find_clang, poisoned  # noqa: E402
+from emulator import EmulatorError, compile_metal, compile_strict, poisoned  # noqa: E402
+from harness import KERNELS, SUFFIX, lib, run_both_schedules, skip_without_clang  # noqa: E402
 from params import DropoutParams, NeuronParams, Pool2dParams, SoftmaxParams  # noqa: E402
 
-if find_clang() is None:
-    pytest.skip("no clang++ >= 15 (needed for _Float16 and vector swizzles): the Metal emulator tests are skipped",
-                allow_module_level=True)
+skip_without_clang()
 
-KERNELS = Path(__file__).resolve().parent.parent / "cpp" / "kernels"
-SUFFIX = {np.float32: "float32", np.float16: "float16"}
-
-
-def lib(name: str):
-    return compile_metal(KERNELS / f"{name}.metal")
-
-
-def run_both_schedules(library, kernel, buffers, outputs, grid, threadgroup):
-    """Dispatches twice (threads in order, then reversed between barriers) into poisoned outputs;
-    the results must agree, or the kernel has a race. Returns the outputs of the first run."""
-    results = []
-    for schedule in (0, 1):
-        outs = [poisoned(o.shape, o.dtype) for o in outputs]
-        bufs = [outs[b[1]] if isinstance(b, tuple) and b[0] == "out" else b for b in buffers]
-        library.dispatch(kernel, bufs, grid, threadgroup, schedule=schedule)
-        results.append(outs)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8), err_msg=f"{kernel}: schedule-dependent")
-    return results[0]
 
 
 # ---------------------------------------------------------------- neuron

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,8 @@ import metalnn as mnn
 from helpers import DTYPES, assert_close, randn, rng
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "metal"))
-from emulator import compile_metal, compile_strict, find_clang, poisoned  # noqa: E402
+from emulator import compile_strict  # noqa: E402
+from harness import KERNELS, SUFFIX, lib, run_both_schedules, skip_without_clang  # noqa: E402
 from params_training import (  # noqa: E402
     REDUCTIONS,
     SoftmaxCrossEntropyParams,
@@ -25,31 +25,9 @@ from params_training import (  # noqa: E402
     sgd_params,
 )
 
-if find_clang() is None:
-    pytest.skip("no clang++ >= 15 (needed for _Float16 and vector swizzles): the Metal emulator tests are skipped",
-                allow_module_level=True)
+skip_without_clang()
 
-KERNELS = Path(__file__).resolve().parent.parent / "cpp" / "kernels"
-SUFFIX = {np.float32: "float32", np.float16: "float16"}
 F32 = 1e-5  # float32 results (probabilities, loss, optimizer state) whatever the logits' dtype
-
-
-def lib(name: str):
-    return compile_metal(KERNELS / f"{name}.metal")
-
-
-def run_both_schedules(library, kernel, buffers, outputs, grid, threadgroup):
-    """Dispatches into poisoned outputs with threads in order, then reversed between barriers;
-    the two must agree bit for bit (else a race). Returns the first run's outputs."""
-    results = []
-    for schedule in (0, 1):
-        outs = [poisoned(o.shape, o.dtype) for o in outputs]
-        bufs = [outs[b[1]] if isinstance(b, tuple) and b[0] == "out" else b for b in buffers]
-        library.dispatch(kernel, bufs, grid, threadgroup, schedule=schedule)
-        results.append(outs)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8), err_msg=f"{kernel}: schedule-dependent")
-    return results[0]
 
 
 @pytest.mark.parametrize("name", ["loss", "optimizer", "arithmetic"])
