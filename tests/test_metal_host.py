@@ -5,6 +5,11 @@ Apple's metal-cpp headers, which the registry sdist ``pymetal-cpp`` carries, plu
 Apple system headers in ``backend/metal/linux_stubs``. Skips (with the reason) only when
 no clang >= 15 is installed or the sdist cannot be obtained. ``METALNN_METAL_CPP_DIR``
 points at an unpacked metal-cpp instead of downloading.
+
+The code that reaches the backend is checked the same way with ``-DMETALNN_HAS_METAL``:
+every ``core/``, ``ops/`` and ``graph/`` source (tensor allocation, ``make_stream``, the
+Metal branches of ``dispatch``) and the bindings that handle device memory (against
+pybind11's and Python's headers).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 from pathlib import Path
 
@@ -79,23 +85,52 @@ def toolchain(tmp_path_factory) -> tuple[str, Path]:
     return clang, metal_cpp
 
 
+def _python_includes() -> list[str]:
+    """pybind11's and Python's include folders, for the bindings (empty if pybind11 is missing)."""
+    try:
+        import pybind11
+    except ImportError:
+        return []
+    return ["-isystem", pybind11.get_include(), "-isystem", sysconfig.get_paths()["include"]]
+
+
 def compile_check(clang: str, metal_cpp: Path, source: Path, include_root: Path = CPP):
     """The same command as CMake's metal_compile_check target."""
     stubs = include_root / "metalnn" / "backend" / "metal" / "linux_stubs"
     cmd = [clang, "-std=c++17", "-fblocks", "-fsyntax-only", "-Wall", "-Wextra", "-Werror",
            "-Wno-unused-parameter", "-DMETALNN_HAS_METAL=1", f"-I{include_root}",
-           "-isystem", str(stubs), "-isystem", str(metal_cpp), str(source)]
+           "-isystem", str(stubs), "-isystem", str(metal_cpp)]
+    if source.parent.name == "bindings":
+        cmd += _python_includes()
+    cmd.append(str(source))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
+# Bindings that touch device memory (tensor creation, numpy views, graph slots) or name Metal.
+BINDINGS_CHECKED = ["convert.cpp", "core.cpp", "graph.cpp"]
+
+
 def _sources() -> list[Path]:
-    # Every host source, plus core/ops files that grow a Metal branch under METALNN_HAS_METAL.
+    # Every host source, plus everything compiled with METALNN_HAS_METAL in a Mac build that
+    # reaches the backend: core/ (allocation, streams), ops/ (dispatch), graph/ (executor).
     sources = sorted(METAL.glob("*.cpp"))
-    sources.append(CPP / "metalnn" / "core" / "device.cpp")
-    for extra in sorted((CPP / "metalnn" / "ops").glob("*.cpp")):
-        if "metal::" in extra.read_text():
-            sources.append(extra)
+    for folder in ["core", "ops", "graph"]:
+        sources += sorted((CPP / "metalnn" / folder).glob("*.cpp"))
+    for binding in sorted((CPP / "bindings").glob("*.cpp")):
+        if binding.name in BINDINGS_CHECKED or "METALNN_HAS_METAL" in binding.read_text():
+            sources.append(binding)
     return sources
+
+
+def test_checked_sources_cover_the_metal_branches():
+    """Every source outside backend/metal that mentions the Metal backend is compile-checked."""
+    checked = set(_sources())
+    for path in sorted(CPP.rglob("*.cpp")):
+        if METAL in path.parents:
+            continue
+        text = path.read_text()
+        if "METALNN_HAS_METAL" in text or "metal::" in text or "backend/metal/" in text:
+            assert path in checked, f"{path.relative_to(ROOT)} has Metal code but is not compile-checked"
 
 
 def test_host_sources_exist():
@@ -110,6 +145,8 @@ def test_host_sources_exist():
 @pytest.mark.parametrize("source", _sources(), ids=lambda p: str(p.relative_to(CPP)))
 def test_host_source_compiles(toolchain, source: Path):
     clang, metal_cpp = toolchain
+    if source.parent.name == "bindings" and not _python_includes():
+        pytest.skip("compiling the bindings needs pybind11's headers (pip install pybind11)")
     result = compile_check(clang, metal_cpp, source)
     assert result.returncode == 0, f"{source.relative_to(ROOT)} does not compile:\n{result.stderr[-4000:]}"
 
@@ -135,6 +172,22 @@ def test_misspelled_metal_call_fails(toolchain, tmp_path: Path):
     result = compile_check(clang, metal_cpp, kernel, include_root=copy)
     assert result.returncode != 0
     assert "setBuffer" in result.stderr
+
+
+def test_broken_metal_branch_in_an_op_fails(toolchain, tmp_path: Path):
+    """A Metal branch of dispatch() calling an encoder wrongly fails the check (it is compiled)."""
+    clang, metal_cpp = toolchain
+    copy = tmp_path / "cpp"
+    shutil.copytree(CPP / "metalnn", copy / "metalnn")
+    shutil.copytree(CPP / "kernels", copy / "kernels")
+    op = copy / "metalnn" / "ops" / "neuron.cpp"
+    text = op.read_text()
+    call = "metal::neuron_forward(x, y, desc.params())"
+    assert call in text
+    op.write_text(text.replace(call, "metal::neuron_forward(x, desc.params())", 1))
+    result = compile_check(clang, metal_cpp, op, include_root=copy)
+    assert result.returncode != 0
+    assert "neuron_forward" in result.stderr
 
 
 def test_stubs_are_not_on_the_apple_build_path():

@@ -4,6 +4,16 @@
 
 namespace metalnn::py_bind {
 
+namespace {
+// Devices whose tensor memory the CPU can read in place (Metal buffers use shared storage).
+bool host_visible(Device d) {
+#ifdef METALNN_HAS_METAL
+  if (d.type == DeviceType::metal) return true;
+#endif
+  return d.type == DeviceType::cpu;
+}
+}  // namespace
+
 DType dtype_from_numpy(const py::dtype& dt, const char* op, const char* arg) {
   char kind = dt.kind();
   auto size = dt.itemsize();
@@ -53,7 +63,9 @@ Tensor from_numpy(const py::array& a, const char* op, const char* arg, bool writ
 }
 
 py::array to_numpy(const Tensor& t) {
-  if (t.device().type != DeviceType::cpu)
+  // Metal tensors live in shared storage, so numpy views their bytes directly. Ops outside
+  // a stream have finished when they return; inside one, synchronize the stream first.
+  if (t.device().type != DeviceType::cpu && !host_visible(t.device()))
     fail(ErrorKind::Value, "numpy", "tensor is on ", t.device().str(), "; copy it to the cpu first");
   auto* holder = new std::shared_ptr<Buffer>(t.buffer());
   py::capsule owner(holder, [](void* p) { delete static_cast<std::shared_ptr<Buffer>*>(p); });

@@ -35,7 +35,8 @@ void register_errors() {
   });
 }
 
-// Host bytes into a tensor on any device (device tensors get a copy over the bus).
+// Host bytes into a tensor on any device (CUDA tensors get a copy over the bus; Metal
+// tensors are in shared storage, so memcpy reaches them).
 void copy_from_host(const Tensor& t, const void* src, size_t bytes) {
 #ifdef METALNN_HAS_CUDA
   if (t.device().type == DeviceType::cuda) return cuda::copy_to_device(t.raw(), src, bytes, "tensor");
@@ -102,7 +103,7 @@ void bind_core(py::module_& m) {
       .def_property_readonly("device", &Tensor::device)
       .def_property_readonly("ndim", &Tensor::ndim)
       .def_property_readonly("size", &Tensor::numel)
-      .def("numpy", &host_numpy, "A numpy array sharing this tensor's memory (CPU); a copy for device tensors.")
+      .def("numpy", &host_numpy, "A numpy array sharing this tensor's memory (CPU, Metal shared storage); a copy for CUDA tensors.")
       .def("__array__", [](const Tensor& t, py::object dtype, py::object copy) {
             py::array a = host_numpy(t);
             return dtype.is_none() ? a : py::array(a.attr("astype")(dtype));

@@ -2,6 +2,9 @@
 #ifdef METALNN_HAS_CUDA
 #include "metalnn/backend/cuda/stream.h"
 #endif
+#ifdef METALNN_HAS_METAL
+#include "metalnn/backend/metal/context.h"
+#endif
 
 #include "metalnn/core/error.h"
 
@@ -127,6 +130,12 @@ void CpuStream::run() {
 std::unique_ptr<Stream> make_stream(Device device) {
 #ifdef METALNN_HAS_CUDA
   if (device.type == DeviceType::cuda) return cuda::make_cuda_stream(device);
+#endif
+#ifdef METALNN_HAS_METAL
+  if (device.type == DeviceType::metal) {
+    if (!metal::available()) fail(ErrorKind::Value, "stream", "device metal: no Metal GPU on this machine");
+    return metal::make_stream();  // one MTL::CommandBuffer per submitted list
+  }
 #endif
   if (device.type != DeviceType::cpu)
     fail(ErrorKind::Value, "stream", "device ", device.str(), " is not available in this build");

@@ -6,6 +6,9 @@
 #ifdef METALNN_HAS_CUDA
 #include "metalnn/backend/cuda/device.h"
 #endif
+#ifdef METALNN_HAS_METAL
+#include "metalnn/backend/metal/context.h"
+#endif
 
 namespace metalnn {
 
@@ -36,6 +39,13 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   size_t bytes = (size_t)shape_numel(shape) * dtype_size(dtype);
 #ifdef METALNN_HAS_CUDA
   if (device.type == DeviceType::cuda) return Tensor(cuda::allocator().allocate(bytes), shape, dtype);
+#endif
+#ifdef METALNN_HAS_METAL
+  // Shared storage: the CPU sees the same bytes, so zeros() and host copies use memset/memcpy.
+  if (device.type == DeviceType::metal) {
+    if (!metal::available()) fail(ErrorKind::Value, "tensor", "device metal: no Metal GPU on this machine");
+    return Tensor(metal::allocator().allocate(bytes), shape, dtype);
+  }
 #endif
   if (device.type != DeviceType::cpu)
     fail(ErrorKind::Value, "tensor", "device ", device.str(), " is not available in this build");

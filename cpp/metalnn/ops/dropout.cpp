@@ -4,6 +4,7 @@
 
 #include "metalnn/backend/cpu/dropout.h"
 #include "metalnn/backend/cuda/dropout.h"
+#include "metalnn/backend/metal/dropout.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 
@@ -32,6 +33,7 @@ std::pair<Tensor, std::shared_ptr<DropoutState>> dropout_forward(const Tensor& x
   Tensor mask = Tensor::empty(x.shape(), DType::uint8, x.device());
   auto p = desc.params();
   dispatch(op, x.device(), [&] { cpu::dropout_forward(x, y, mask, p); },
+           [&] { metal::dropout_forward(x, y, mask, p); },
            cuda_kernel([&] { cuda::dropout_forward(x, y, mask, p); }));
   return {y, std::make_shared<DropoutState>(mask, desc)};
 }
@@ -45,6 +47,7 @@ Tensor dropout_backward(const Tensor& dy, const std::shared_ptr<State>& state) {
   Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
   auto p = s.descriptor().params();
   dispatch(op, dy.device(), [&] { cpu::dropout_backward(dy, s.mask(), dx, p); },
+           [&] { metal::dropout_backward(dy, s.mask(), dx, p); },
            cuda_kernel([&] { cuda::dropout_backward(dy, s.mask(), dx, p); }));
   return dx;
 }

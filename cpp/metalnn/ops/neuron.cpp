@@ -4,6 +4,7 @@
 
 #include "metalnn/backend/cpu/neuron.h"
 #include "metalnn/backend/cuda/neuron.h"
+#include "metalnn/backend/metal/neuron.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 
@@ -51,6 +52,7 @@ Tensor neuron_forward(const Tensor& x, const NeuronDescriptor& desc) {
   check::floating(op, "x", x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch(op, x.device(), [&] { cpu::neuron_forward(x, y, desc.params()); },
+           [&] { metal::neuron_forward(x, y, desc.params()); },
            cuda_kernel([&] { cuda::neuron_forward(x, y, desc.params()); }));
   return y;
 }
@@ -61,6 +63,7 @@ Tensor neuron_backward(const Tensor& dy, const Tensor& x, const NeuronDescriptor
   check::like(op, "dy", dy, "x", x);
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch(op, x.device(), [&] { cpu::neuron_backward(dy, x, dx, desc.params()); },
+           [&] { metal::neuron_backward(dy, x, dx, desc.params()); },
            cuda_kernel([&] { cuda::neuron_backward(dy, x, dx, desc.params()); }));
   return dx;
 }

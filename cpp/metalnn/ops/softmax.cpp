@@ -4,6 +4,7 @@
 
 #include "metalnn/backend/cpu/softmax.h"
 #include "metalnn/backend/cuda/softmax.h"
+#include "metalnn/backend/metal/softmax.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 
@@ -26,7 +27,8 @@ Tensor forward(const char* op, const Tensor& x, bool log) {
   check::floating(op, "x", x);
   auto p = softmax_params(op, "x", x, log);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch(op, x.device(), [&] { cpu::softmax_forward(x, y, p); }, cuda_kernel([&] { cuda::softmax_forward(x, y, p); }));
+  dispatch(op, x.device(), [&] { cpu::softmax_forward(x, y, p); }, [&] { metal::softmax_forward(x, y, p); },
+           cuda_kernel([&] { cuda::softmax_forward(x, y, p); }));
   return y;
 }
 
@@ -38,6 +40,7 @@ Tensor backward(const char* op, const Tensor& dy, const Tensor& y, bool log) {
   check::shape(op, "dy", dy, y.shape());
   Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
   dispatch(op, y.device(), [&] { cpu::softmax_backward(dy, y, dx, p); },
+           [&] { metal::softmax_backward(dy, y, dx, p); },
            cuda_kernel([&] { cuda::softmax_backward(dy, y, dx, p); }));
   return dx;
 }
