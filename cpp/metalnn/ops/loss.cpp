@@ -5,6 +5,8 @@
 
 #include "metalnn/backend/cpu/loss.h"
 #include "metalnn/backend/cpu/storage.h"
+#include "metalnn/backend/cuda/loss.h"
+#include "metalnn/core/copy.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 #include "metalnn/ops/softmax.h"
@@ -17,24 +19,27 @@ constexpr const char* kReductions[] = {"none", "sum", "mean"};
 // Copies class indices into int32, after checking every one lies in [0, c).
 template <class T>
 Tensor checked_indices(const char* op, const Tensor& labels, int64_t c) {
-  const T* src = labels.data<T>();
+  // Checked on the host: device labels (CUDA) come over and the copy goes back.
+  Tensor host = to_host(labels, op);
+  const T* src = host.data<T>();
   int64_t n = labels.numel();
   for (int64_t i = 0; i < n; ++i)
     if (src[i] < 0 || src[i] >= c)
       fail(ErrorKind::Value, op, "labels must be class indices in [0, ", c, "), got ", (int64_t)src[i],
            " at flat index ", i);
-  Tensor out = Tensor::empty(labels.shape(), DType::int32, labels.device());
+  Tensor out = Tensor::empty(labels.shape(), DType::int32, host.device());
   int32_t* dst = out.data<int32_t>();
   for (int64_t i = 0; i < n; ++i) dst[i] = (int32_t)src[i];
-  return out;
+  return out.device() == labels.device() ? out : to_device(out, labels.device(), op);
 }
 
 // A float32 copy of probability labels (the state must not change with the caller's array).
-Tensor float32_copy(const Tensor& t) {
+Tensor float32_copy(const Tensor& src) {
+  Tensor t = to_host(src, "softmax_cross_entropy_forward");
   Tensor out = Tensor::empty(t.shape(), DType::float32, t.device());
   if (t.dtype() == DType::float32) std::memcpy(out.raw(), t.raw(), t.nbytes());
   else half_to_float_n(t.data<uint16_t>(), out.data<float>(), (size_t)t.numel());
-  return out;
+  return out.device() == src.device() ? out : to_device(out, src.device(), "softmax_cross_entropy_forward");
 }
 
 MnnSoftmaxCrossEntropyParams make_params(const MnnSoftmaxParams& sp, const SoftmaxCrossEntropyState& s) {
@@ -116,7 +121,9 @@ std::pair<Tensor, std::shared_ptr<SoftmaxCrossEntropyState>> softmax_cross_entro
   dispatch(op, logits.device(), [&] {
     cpu::softmax_cross_entropy_forward(logits, state->labels, state->weights, state->probs, per_position, p);
     if (desc.reduction != MNN_REDUCTION_NONE) *loss.data<float>() = cpu::reduce_loss(per_position, p);
-  });
+  }, cuda_kernel([&] {
+    cuda::softmax_cross_entropy_forward(logits, state->labels, state->weights, state->probs, per_position, loss, p);
+  }));
   return {loss, state};
 }
 
@@ -137,14 +144,16 @@ Tensor softmax_cross_entropy_backward(const std::shared_ptr<State>& state, const
   auto p = make_params(sp, s);
   p.dloss_per_position = per_position ? 1u : 0u;
   float scalar = 1.f;
-  if (!per_position)
+  // A CUDA kernel reads a scalar dloss itself (no wait for the device here).
+  bool on_cuda = dloss.device().type == DeviceType::cuda;
+  if (!per_position && !on_cuda)
     scalar = dloss.dtype() == DType::float32 ? *dloss.data<float>() : half_to_float(*dloss.data<uint16_t>());
   double positions = (double)sp.n * sp.s;
   p.scale = s.desc.reduction == MNN_REDUCTION_MEAN ? (float)(scalar / positions) : scalar;
   Tensor dlogits = Tensor::empty(s.probs.shape(), s.logits_dtype, s.probs.device());
   dispatch(op, s.probs.device(), [&] {
     cpu::softmax_cross_entropy_backward(s.probs, s.labels, s.weights, dloss, dlogits, p);
-  });
+  }, cuda_kernel([&] { cuda::softmax_cross_entropy_backward(s.probs, s.labels, s.weights, dloss, dlogits, p); }));
   return dlogits;
 }
 

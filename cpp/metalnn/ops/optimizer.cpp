@@ -6,6 +6,7 @@
 #include <string>
 
 #include "metalnn/backend/cpu/optimizer.h"
+#include "metalnn/backend/cuda/optimizer.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 
@@ -124,7 +125,8 @@ void run_sgd(const char* op, bool many, const std::vector<Tensor>& w, const std:
   desc.validate(op);
   auto slots = check_tensors(op, many, w, g, {{"momentum_buffer", &buf, desc.momentum > 0, " when momentum > 0"}});
   auto params = desc.params(!buf.empty());
-  dispatch(op, w[0].device(), [&] { cpu::sgd_step(slots, params); });
+  dispatch(op, w[0].device(), [&] { cpu::sgd_step(slots, params); },
+           cuda_kernel([&] { cuda::sgd_step(slots, params); }));
 }
 
 void run_adam(const char* op, bool many, const std::vector<Tensor>& w, const std::vector<Tensor>& g,
@@ -138,7 +140,8 @@ void run_adam(const char* op, bool many, const std::vector<Tensor>& w, const std
                              {{"m", &m, true, " (Adam's first moment)"}, {"v", &v, true, " (Adam's second moment)"},
                               {"v_max", desc.amsgrad ? &v_max : &kNone, desc.amsgrad, " when amsgrad=True"}});
   auto params = desc.params(step);
-  dispatch(op, w[0].device(), [&] { cpu::adam_step(slots, params); });
+  dispatch(op, w[0].device(), [&] { cpu::adam_step(slots, params); },
+           cuda_kernel([&] { cuda::adam_step(slots, params); }));
 }
 
 void run_rmsprop(const char* op, bool many, const std::vector<Tensor>& w, const std::vector<Tensor>& g,
@@ -146,7 +149,8 @@ void run_rmsprop(const char* op, bool many, const std::vector<Tensor>& w, const 
   desc.validate(op);
   auto slots = check_tensors(op, many, w, g, {{"s", &s, true, " (the running mean of g^2)"}});
   auto params = desc.params();
-  dispatch(op, w[0].device(), [&] { cpu::rmsprop_step(slots, params); });
+  dispatch(op, w[0].device(), [&] { cpu::rmsprop_step(slots, params); },
+           cuda_kernel([&] { cuda::rmsprop_step(slots, params); }));
 }
 
 std::vector<Tensor> one(const Tensor& t) { return t.defined() ? std::vector<Tensor>{t} : std::vector<Tensor>{}; }

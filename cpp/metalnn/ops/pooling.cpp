@@ -3,6 +3,7 @@
 #include <climits>
 
 #include "metalnn/backend/cpu/pooling.h"
+#include "metalnn/backend/cuda/pooling.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 
@@ -115,7 +116,9 @@ std::pair<Tensor, std::shared_ptr<MaxPool2dState>> max_pool2d_forward(const Tens
   state->dtype = x.dtype();
   Tensor y = Tensor::empty(out, x.dtype(), x.device());
   auto p = desc.params(x.shape(), out);
-  dispatch(op, x.device(), [&] { cpu::max_pool2d_forward(x, y, state->argmax, p); });
+  state->params = p;
+  dispatch(op, x.device(), [&] { cpu::max_pool2d_forward(x, y, state->argmax, p); },
+           cuda_kernel([&] { cuda::max_pool2d_forward(x, y, state->argmax, p); }));
   return {y, state};
 }
 
@@ -130,7 +133,8 @@ Tensor max_pool2d_backward(const Tensor& dy, const std::shared_ptr<State>& state
   check::same_device(op, "dy", dy, "state", s.argmax);
   Tensor dx = Tensor::empty(s.input_shape, dy.dtype(), dy.device());
   MnnPool2dParams p = image_params(s.input_shape, dy.dim(2), dy.dim(3));
-  dispatch(op, dy.device(), [&] { cpu::max_pool2d_backward(dy, s.argmax, dx, p); });
+  dispatch(op, dy.device(), [&] { cpu::max_pool2d_backward(dy, s.argmax, dx, p); },
+           cuda_kernel([&] { cuda::max_pool2d_backward(dy, s.argmax, dx, s.params); }));
   return dx;
 }
 
@@ -142,7 +146,8 @@ Tensor avg_pool2d_forward(const Tensor& x, const Pool2dDescriptor& desc) {
   Shape out = desc.output_shape(x.shape(), op);
   Tensor y = Tensor::empty(out, x.dtype(), x.device());
   auto p = desc.params(x.shape(), out);
-  dispatch(op, x.device(), [&] { cpu::avg_pool2d_forward(x, y, p); });
+  dispatch(op, x.device(), [&] { cpu::avg_pool2d_forward(x, y, p); },
+           cuda_kernel([&] { cuda::avg_pool2d_forward(x, y, p); }));
   return y;
 }
 
@@ -157,7 +162,8 @@ Tensor avg_pool2d_backward(const Tensor& dy, const Shape& input_shape, const Poo
   check::shape(op, "dy", dy, out);
   Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
   auto p = desc.params(input_shape, out);
-  dispatch(op, dy.device(), [&] { cpu::avg_pool2d_backward(dy, dx, p); });
+  dispatch(op, dy.device(), [&] { cpu::avg_pool2d_backward(dy, dx, p); },
+           cuda_kernel([&] { cuda::avg_pool2d_backward(dy, dx, p); }));
   return dx;
 }
 

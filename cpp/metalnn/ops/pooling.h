@@ -32,6 +32,7 @@ class MaxPool2dState : public State {
   Tensor argmax;      // int32 (N, C, H_out, W_out): index h*W + w of the winner in its input plane
   Shape input_shape;  // (N, C, H, W)
   DType dtype = DType::float32;
+  MnnPool2dParams params{};  // the forward's window: the CUDA gradient gathers with it
   const char* source_op() const override { return "max_pool2d_forward"; }
 };
 

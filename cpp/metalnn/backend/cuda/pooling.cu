@@ -1,0 +1,153 @@
+#include "metalnn/backend/cuda/common.cuh"
+#include "metalnn/backend/cuda/pooling.h"
+
+namespace metalnn::cuda {
+namespace {
+
+#define MNN_GRID_LOOP(i, n) \
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+// One thread per output; the row-major first maximum wins, a NaN wins (as on the CPU).
+template <class S>
+__global__ void max_forward_kernel(const S* x, S* y, int32_t* arg, MnnPool2dParams p) {
+  const int64_t total = (int64_t)p.n * p.c * p.out_h * p.out_w;
+  MNN_GRID_LOOP(i, total) {
+    int ow = (int)(i % p.out_w), oh = (int)((i / p.out_w) % p.out_h);
+    int64_t plane = i / ((int64_t)p.out_w * p.out_h);
+    const S* xp = x + plane * p.h * p.w;
+    int h0 = oh * p.stride_h - p.pad_top, w0 = ow * p.stride_w - p.pad_left;
+    int hs = max(h0, 0), he = min(h0 + p.kernel_h, p.h), ws = max(w0, 0), we = min(w0 + p.kernel_w, p.w);
+    float m = load(xp, (int64_t)hs * p.w + ws);
+    int32_t best = hs * p.w + ws;
+    for (int h = hs; h < he; ++h)
+      for (int w = ws; w < we; ++w) {
+        float v = load(xp, (int64_t)h * p.w + w);
+        if ((m == m) & !(v <= m)) {
+          m = v;
+          best = h * p.w + w;
+        }
+      }
+    store(y, i, m);
+    arg[i] = best;
+  }
+}
+
+// Output rows (or columns) whose windows cover input row h: [lo, hi).
+__device__ __forceinline__ void covering(int h, int pad, int k, int stride, int out, int& lo, int& hi) {
+  int a = h + pad - k + 1;  // oh*stride >= a
+  lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+  hi = min((h + pad) / stride + 1, out);
+}
+
+// One thread per input element: gathers the outputs whose winner it is, in output order
+// (the CPU's accumulation order), so overlapping windows need no atomics.
+template <class S>
+__global__ void max_backward_kernel(const S* dy, const int32_t* arg, S* dx, MnnPool2dParams p, int kh, int kw,
+                                    int sh, int sw, int pt, int pl) {
+  const int64_t total = (int64_t)p.n * p.c * p.h * p.w;
+  MNN_GRID_LOOP(i, total) {
+    int w = (int)(i % p.w), h = (int)((i / p.w) % p.h);
+    int64_t plane = i / ((int64_t)p.w * p.h);
+    int64_t ob = plane * p.out_h * p.out_w;
+    int32_t me = h * p.w + w;
+    float acc = 0.f;
+    int oh0, oh1, ow0, ow1;
+    covering(h, pt, kh, sh, p.out_h, oh0, oh1);
+    covering(w, pl, kw, sw, p.out_w, ow0, ow1);
+    for (int oh = oh0; oh < oh1; ++oh)
+      for (int ow = ow0; ow < ow1; ++ow) {
+        int64_t o = ob + (int64_t)oh * p.out_w + ow;
+        if (arg[o] == me) acc += load(dy, o);
+      }
+    store(dx, i, acc);
+  }
+}
+
+__device__ __forceinline__ float divisor(const MnnPool2dParams& p, int oh, int ow) {
+  if (p.count_include_pad) return (float)(p.kernel_h * p.kernel_w);
+  int h0 = oh * p.stride_h - p.pad_top, w0 = ow * p.stride_w - p.pad_left;
+  int rows = min(h0 + p.kernel_h, p.h) - max(h0, 0), cols = min(w0 + p.kernel_w, p.w) - max(w0, 0);
+  return (float)(rows * cols);
+}
+
+template <class S>
+__global__ void avg_forward_kernel(const S* x, S* y, MnnPool2dParams p) {
+  const int64_t total = (int64_t)p.n * p.c * p.out_h * p.out_w;
+  MNN_GRID_LOOP(i, total) {
+    int ow = (int)(i % p.out_w), oh = (int)((i / p.out_w) % p.out_h);
+    int64_t plane = i / ((int64_t)p.out_w * p.out_h);
+    const S* xp = x + plane * p.h * p.w;
+    int h0 = oh * p.stride_h - p.pad_top, w0 = ow * p.stride_w - p.pad_left;
+    int hs = max(h0, 0), he = min(h0 + p.kernel_h, p.h), ws = max(w0, 0), we = min(w0 + p.kernel_w, p.w);
+    float acc = 0.f;
+    for (int h = hs; h < he; ++h)
+      for (int w = ws; w < we; ++w) acc += load(xp, (int64_t)h * p.w + w);
+    store(y, i, acc / divisor(p, oh, ow));
+  }
+}
+
+template <class S>
+__global__ void avg_backward_kernel(const S* dy, S* dx, MnnPool2dParams p) {
+  const int64_t total = (int64_t)p.n * p.c * p.h * p.w;
+  MNN_GRID_LOOP(i, total) {
+    int w = (int)(i % p.w), h = (int)((i / p.w) % p.h);
+    int64_t plane = i / ((int64_t)p.w * p.h);
+    int64_t ob = plane * p.out_h * p.out_w;
+    int oh0, oh1, ow0, ow1;
+    covering(h, p.pad_top, p.kernel_h, p.stride_h, p.out_h, oh0, oh1);
+    covering(w, p.pad_left, p.kernel_w, p.stride_w, p.out_w, ow0, ow1);
+    float acc = 0.f;
+    for (int oh = oh0; oh < oh1; ++oh)
+      for (int ow = ow0; ow < ow1; ++ow) acc += load(dy, ob + (int64_t)oh * p.out_w + ow) / divisor(p, oh, ow);
+    store(dx, i, acc);
+  }
+}
+
+}  // namespace
+
+void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, const MnnPool2dParams& p) {
+  int64_t n = y.numel();
+  auto s = current_stream();
+  if (x.dtype() == DType::float16)
+    max_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<__half>(), y.data<__half>(), argmax.data<int32_t>(), p);
+  else
+    max_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<float>(), y.data<float>(), argmax.data<int32_t>(), p);
+  check_launch("max_pool2d_forward");
+}
+
+// p carries the forward's window (the state keeps it), so each input scans only the
+// outputs that can cover it.
+void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& dx, const MnnPool2dParams& p) {
+  int64_t n = dx.numel();
+  auto s = current_stream();
+  int kh = p.kernel_h, kw = p.kernel_w, sh = p.stride_h, sw = p.stride_w, pt = p.pad_top, pl = p.pad_left;
+  if (dy.dtype() == DType::float16)
+    max_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<__half>(), argmax.data<int32_t>(), dx.data<__half>(), p,
+                                                       kh, kw, sh, sw, pt, pl);
+  else
+    max_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<float>(), argmax.data<int32_t>(), dx.data<float>(), p,
+                                                       kh, kw, sh, sw, pt, pl);
+  check_launch("max_pool2d_backward");
+}
+
+void avg_pool2d_forward(const Tensor& x, const Tensor& y, const MnnPool2dParams& p) {
+  int64_t n = y.numel();
+  auto s = current_stream();
+  if (x.dtype() == DType::float16)
+    avg_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<__half>(), y.data<__half>(), p);
+  else
+    avg_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<float>(), y.data<float>(), p);
+  check_launch("avg_pool2d_forward");
+}
+
+void avg_pool2d_backward(const Tensor& dy, const Tensor& dx, const MnnPool2dParams& p) {
+  int64_t n = dx.numel();
+  auto s = current_stream();
+  if (dy.dtype() == DType::float16)
+    avg_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<__half>(), dx.data<__half>(), p);
+  else
+    avg_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<float>(), dx.data<float>(), p);
+  check_launch("avg_pool2d_backward");
+}
+
+}  // namespace metalnn::cuda

@@ -1,0 +1,13 @@
+// 2-D max / average pooling on CUDA, forward and gradient (float32 and float16 storage).
+#pragma once
+#include "kernels/pooling_params.h"
+#include "metalnn/core/tensor.h"
+
+namespace metalnn::cuda {
+
+void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, const MnnPool2dParams& p);
+void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& dx, const MnnPool2dParams& p);
+void avg_pool2d_forward(const Tensor& x, const Tensor& y, const MnnPool2dParams& p);
+void avg_pool2d_backward(const Tensor& dy, const Tensor& dx, const MnnPool2dParams& p);
+
+}  // namespace metalnn::cuda
