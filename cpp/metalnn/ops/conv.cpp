@@ -4,6 +4,7 @@
 
 #include "metalnn/backend/cpu/conv.h"
 #include "metalnn/backend/cpu/linear.h"
+#include "metalnn/backend/cuda/layer.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 
@@ -122,7 +123,8 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
   MnnConv2dParams p = desc.params(op, x.shape(), "x", weight.shape(), "weight");
   p.has_bias = layer::check_forward(op, x, bias, weight.dim(0), desc.accumulation, neuron);
   layer::FusedOutputs out(out_shape(p), x, pre_activation);
-  dispatch(op, x.device(), [&] { cpu::conv2d_forward(x, weight, bias, out.y, p, neuron.params(), out.z); });
+  dispatch(op, x.device(), [&] { cpu::conv2d_forward(x, weight, bias, out.y, p, neuron.params(), out.z); },
+           cuda_kernel([&] { cuda::conv2d_forward(x, weight, bias, out.y, p, neuron.params(), out.z); }));
   return out.finish();
 }
 
@@ -134,7 +136,8 @@ Tensor conv2d_backward_input(const Tensor& dy, const Tensor& weight, const Shape
   check::shape(op, "dy", dy, out_shape(p));
   layer::check_accumulation(op, dy, desc.accumulation);
   Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
-  dispatch(op, dy.device(), [&] { cpu::conv2d_backward_input(dy, weight, dx, p); });
+  dispatch(op, dy.device(), [&] { cpu::conv2d_backward_input(dy, weight, dx, p); },
+           cuda_kernel([&] { cuda::conv2d_backward_input(dy, weight, dx, p); }));
   return dx;
 }
 
@@ -146,7 +149,8 @@ Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& we
   p.accumulation = MNN_ACCUMULATE_FLOAT;
   check::shape(op, "dy", dy, out_shape(p));
   Tensor dw = Tensor::empty(weight_shape, dy.dtype(), dy.device());
-  dispatch(op, dy.device(), [&] { cpu::conv2d_backward_weight(dy, x, dw, p); });
+  dispatch(op, dy.device(), [&] { cpu::conv2d_backward_weight(dy, x, dw, p); },
+           cuda_kernel([&] { cuda::conv2d_backward_weight(dy, x, dw, p); }));
   return dw;
 }
 
@@ -215,7 +219,8 @@ Tensor bias_gradient(const char* op, const Tensor& dy, int rank, const char* lay
   check::non_empty(op, "dy", dy);
   const int64_t N = dy.dim(0), O = dy.dim(1);
   Tensor db = Tensor::empty({O}, dy.dtype(), dy.device());
-  dispatch(op, dy.device(), [&] { cpu::bias_backward(dy, db, N, O, dy.numel() / (N * O)); });
+  dispatch(op, dy.device(), [&] { cpu::bias_backward(dy, db, N, O, dy.numel() / (N * O)); },
+           cuda_kernel([&] { cuda::bias_backward(dy, db, N, O, dy.numel() / (N * O)); }));
   return db;
 }
 

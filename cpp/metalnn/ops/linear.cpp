@@ -4,6 +4,7 @@
 #include <climits>
 
 #include "metalnn/backend/cpu/linear.h"
+#include "metalnn/backend/cuda/layer.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/conv.h"
 #include "metalnn/ops/dispatch.h"
@@ -65,7 +66,8 @@ Tensor fully_connected_forward(const Tensor& x, const Tensor& weight, const Tens
   p.accumulation = (uint32_t)desc.accumulation;
   layer::FusedOutputs out({p.batch, p.out_features}, x, pre_activation);
   dispatch(op, x.device(),
-           [&] { cpu::fully_connected_forward(x, weight, bias, out.y, p, neuron.params(), out.z); });
+           [&] { cpu::fully_connected_forward(x, weight, bias, out.y, p, neuron.params(), out.z); },
+           cuda_kernel([&] { cuda::fully_connected_forward(x, weight, bias, out.y, p, neuron.params(), out.z); }));
   return out.finish();
 }
 
@@ -78,7 +80,8 @@ Tensor fully_connected_backward_input(const Tensor& dy, const Tensor& weight, co
   layer::check_accumulation(op, dy, desc.accumulation);
   p.accumulation = (uint32_t)desc.accumulation;
   Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
-  dispatch(op, dy.device(), [&] { cpu::fully_connected_backward_input(dy, weight, dx, p); });
+  dispatch(op, dy.device(), [&] { cpu::fully_connected_backward_input(dy, weight, dx, p); },
+           cuda_kernel([&] { cuda::fully_connected_backward_input(dy, weight, dx, p); }));
   return dx;
 }
 
@@ -94,7 +97,8 @@ Tensor fully_connected_backward_weight(const Tensor& dy, const Tensor& x, const 
          " columns");
   check_dy(op, dy, p);
   Tensor dw = Tensor::empty(ws, dy.dtype(), dy.device());
-  dispatch(op, dy.device(), [&] { cpu::fully_connected_backward_weight(dy, x, dw, p); });
+  dispatch(op, dy.device(), [&] { cpu::fully_connected_backward_weight(dy, x, dw, p); },
+           cuda_kernel([&] { cuda::fully_connected_backward_weight(dy, x, dw, p); }));
   return dw;
 }
 

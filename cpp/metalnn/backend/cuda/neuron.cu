@@ -100,7 +100,53 @@ void run(const char* op, bool backward, const Tensor* dy, const Tensor& x, const
   check_launch(op);
 }
 
+// Fused layer epilogue: z = acc + bias (float32 GEMM result), y = f(z), rounded once.
+// acc is (N, O, P), or (O, N, P) when o_major (a convolution's GEMM); y and z are (N, O, P).
+template <uint32_t T, class S>
+__global__ void epilogue_kernel(const float* acc, const S* bias, S* y, S* z, int64_t N, int64_t O, int64_t P,
+                                bool o_major, float a, float b) {
+  const int64_t total = N * O * P;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    int64_t p = i % P, o = (i / P) % O, n = i / (P * O);
+    float v = acc[o_major ? (o * N + n) * P + p : i];
+    if (bias) v += load(bias, o);
+    if (z) store(z, i, v);
+    store(y, i, fwd<T>(v, a, b));
+  }
+}
+
+template <uint32_t T, class S>
+void launch_epilogue(const float* acc, const Tensor* bias, const Tensor& y, const Tensor* z, int64_t N, int64_t O,
+                     int64_t P, bool o_major, const MnnNeuronParams& p) {
+  int64_t n = N * O * P;
+  epilogue_kernel<T, S><<<grid_for(n), kBlock, 0, current_stream()>>>(
+      acc, bias ? bias->data<S>() : nullptr, y.data<S>(), z ? z->data<S>() : nullptr, N, O, P, o_major, p.a, p.b);
+}
+
+template <class S>
+void epilogue_by_type(const float* acc, const Tensor* bias, const Tensor& y, const Tensor* z, int64_t N, int64_t O,
+                      int64_t P, bool o_major, const MnnNeuronParams& p) {
+  switch (p.type) {
+#define MNN_CASE(T) \
+  case T: launch_epilogue<T, S>(acc, bias, y, z, N, O, P, o_major, p); break;
+    MNN_CASE(MNN_NEURON_NONE) MNN_CASE(MNN_NEURON_RELU) MNN_CASE(MNN_NEURON_LEAKY_RELU)
+    MNN_CASE(MNN_NEURON_SIGMOID) MNN_CASE(MNN_NEURON_HARD_SIGMOID) MNN_CASE(MNN_NEURON_TANH)
+    MNN_CASE(MNN_NEURON_LINEAR) MNN_CASE(MNN_NEURON_ABSOLUTE) MNN_CASE(MNN_NEURON_SOFTPLUS)
+    MNN_CASE(MNN_NEURON_ELU) MNN_CASE(MNN_NEURON_RELUN) MNN_CASE(MNN_NEURON_GELU)
+#undef MNN_CASE
+    default: break;
+  }
+}
+
 }  // namespace
+
+void bias_neuron_epilogue(const char* op, const float* acc, const Tensor* bias, const Tensor& y, const Tensor* z,
+                          int64_t N, int64_t O, int64_t P, bool o_major, const MnnNeuronParams& p) {
+  if (N * O * P == 0) return;
+  if (y.dtype() == DType::float16) epilogue_by_type<__half>(acc, bias, y, z, N, O, P, o_major, p);
+  else epilogue_by_type<float>(acc, bias, y, z, N, O, P, o_major, p);
+  check_launch(op);
+}
 
 void neuron_forward(const Tensor& x, const Tensor& y, const MnnNeuronParams& p) {
   run("neuron_forward", false, nullptr, x, y, p);

@@ -1,0 +1,76 @@
+#include "metalnn/backend/cuda/blas.h"
+
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <library_types.h>
+
+#include <mutex>
+#include <string>
+
+#include "metalnn/backend/cuda/common.cuh"
+
+#ifndef METALNN_CUBLAS_DIR
+#define METALNN_CUBLAS_DIR ""
+#endif
+
+namespace metalnn::cuda {
+namespace {
+
+// The few cuBLAS declarations used, with the values of cublas_api.h (stable ABI).
+using Handle = void*;
+using CreateFn = int (*)(Handle*);
+using SetStreamFn = int (*)(Handle, cudaStream_t);
+using GemmFn = int (*)(Handle, int, int, int, int, int, const void*, const void*, cudaDataType, int, long long,
+                       const void*, cudaDataType, int, long long, const void*, void*, cudaDataType, int, long long,
+                       int, int, int);
+constexpr int kOpN = 0, kOpT = 1, kCompute32F = 68, kGemmDefault = -1;
+
+struct Lib {
+  CreateFn create = nullptr;
+  SetStreamFn set_stream = nullptr;
+  GemmFn gemm = nullptr;
+  std::string error;
+};
+
+const Lib& lib() {
+  static Lib l = [] {
+    Lib r;
+    void* h = nullptr;
+    std::string dir = METALNN_CUBLAS_DIR;
+    for (const char* name : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"}) {
+      if (!dir.empty() && (h = dlopen((dir + "/" + name).c_str(), RTLD_NOW | RTLD_GLOBAL))) break;
+      if ((h = dlopen(name, RTLD_NOW | RTLD_GLOBAL))) break;
+    }
+    if (!h) {
+      const char* e = dlerror();
+      r.error = std::string("cannot load libcublas (looked in '") + dir + "' and the loader path): " + (e ? e : "");
+      return r;
+    }
+    r.create = (CreateFn)dlsym(h, "cublasCreate_v2");
+    r.set_stream = (SetStreamFn)dlsym(h, "cublasSetStream_v2");
+    r.gemm = (GemmFn)dlsym(h, "cublasGemmStridedBatchedEx");
+    if (!r.create || !r.set_stream || !r.gemm) r.error = "libcublas lacks cublasGemmStridedBatchedEx";
+    return r;
+  }();
+  return l;
+}
+
+}  // namespace
+
+void gemm(const char* op, bool trans_a, bool trans_b, int m, int n, int k, const void* a, int lda, int64_t stride_a,
+          const void* b, int ldb, int64_t stride_b, void* c, int ldc, int64_t stride_c, int batch, bool ab_half,
+          bool c_half, float beta) {
+  const Lib& l = lib();
+  if (!l.gemm) fail(ErrorKind::Runtime, op, l.error);
+  // One handle per host thread (stream workers and the caller), bound to the current stream.
+  thread_local Handle handle = nullptr;
+  if (!handle && l.create(&handle) != 0) fail(ErrorKind::Runtime, op, "cublasCreate failed");
+  l.set_stream(handle, current_stream());
+  const float alpha = 1.f;
+  cudaDataType ab = ab_half ? CUDA_R_16F : CUDA_R_32F, ct = c_half ? CUDA_R_16F : CUDA_R_32F;
+  int st = l.gemm(handle, trans_a ? kOpT : kOpN, trans_b ? kOpT : kOpN, m, n, k, &alpha, a, ab, lda, stride_a, b, ab,
+                  ldb, stride_b, &beta, c, ct, ldc, stride_c, batch, kCompute32F, kGemmDefault);
+  if (st != 0) fail(ErrorKind::Runtime, op, "cuBLAS GEMM failed with status ", st);
+}
+
+}  // namespace metalnn::cuda

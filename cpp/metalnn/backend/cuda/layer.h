@@ -1,0 +1,27 @@
+// Fully connected and 2-D convolution on CUDA: cuBLAS GEMMs (float32 accumulation, no tf32),
+// im2col / col2im for convolutions, and the fused bias + neuron epilogue.
+#pragma once
+#include "kernels/conv_params.h"
+#include "kernels/linear_params.h"
+#include "kernels/neuron_params.h"
+#include "metalnn/core/tensor.h"
+
+namespace metalnn::cuda {
+
+// z (pre-activation) may be undefined.
+void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+                             const MnnFullyConnectedParams& p, const MnnNeuronParams& neuron, const Tensor& z);
+void fully_connected_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx,
+                                    const MnnFullyConnectedParams& p);
+void fully_connected_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw,
+                                     const MnnFullyConnectedParams& p);
+
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, const MnnConv2dParams& p,
+                    const MnnNeuronParams& neuron, const Tensor& z);
+void conv2d_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx, const MnnConv2dParams& p);
+void conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw, const MnnConv2dParams& p);
+
+// db[o] = sum over n and the inner positions of dy (N, O, inner).
+void bias_backward(const Tensor& dy, const Tensor& db, int64_t n, int64_t o, int64_t inner);
+
+}  // namespace metalnn::cuda
