@@ -1,6 +1,6 @@
-"""CUDA backend micro-benchmark: the kernels that exist so far (neuron, dropout, softmax)
-against PyTorch CUDA on the same GPU, same sizes and dtypes. The digit-network training
-step comparison lands once fully connected / conv / loss / optimizers run on CUDA.
+"""CUDA backend benchmark: element-wise kernels (neuron, dropout, softmax) and the digit
+network training step (graph on device="cuda", Adam, fp32 without tf32) against PyTorch
+CUDA eager on the same GPU in the same run.
 
     python benchmarks/bench_cuda.py [--reps 50]
 """
@@ -28,6 +28,8 @@ def _time(fn, sync, reps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batches", type=int, nargs="*", default=[64, 1024])
     args = ap.parse_args()
     import torch
 
@@ -64,6 +66,50 @@ def main() -> None:
     print(f"{'case':48s} {'metalnn ms':>11s} {'torch ms':>9s} {'ratio':>6s} {'mnn GB/s':>9s}")
     for r in rows:
         print(f"{r[0]:48s} {r[1]:11.3f} {r[2]:9.3f} {r[3]:6.2f} {r[4]:9.0f}")
+    for batch in args.batches:
+        training_step(batch, args.steps)
+
+
+def training_step(batch: int, steps: int) -> None:
+    """Digit network training step (forward, gradients, Adam), float32 without tf32: the
+    metalnn graph on device="cuda" vs PyTorch CUDA eager, same sizes, same run."""
+    import torch
+    from torch import nn
+
+    from metalnn.examples.digit_graph import digit_network
+
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, batch).astype(np.int32)
+    graph = digit_network(mnn.Adam(learning_rate=1e-3)).training_graph(device="cuda")
+    for _ in range(3):
+        graph.run(x, labels=y).loss
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        h = graph.run(x, labels=y)
+    float(np.asarray(h.loss))
+    t_m = (time.perf_counter() - t0) / steps
+
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(3136, 1024), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1024, 10),
+    ).cuda()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    tx, ty = torch.from_numpy(x).cuda(), torch.from_numpy(y.astype(np.int64)).cuda()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(tx), ty)
+        loss.backward()
+        opt.step()
+
+    t_t = _time(step, torch.cuda.synchronize, steps)
+    print(f"digit training step fp32 batch {batch:5d}: metalnn {batch / t_m:10.0f} img/s ({t_m * 1e3:.3f} ms)  "
+          f"torch eager {batch / t_t:10.0f} img/s ({t_t * 1e3:.3f} ms)  ratio {t_t / t_m:.2f}x")
 
 
 if __name__ == "__main__":

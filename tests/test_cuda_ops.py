@@ -138,3 +138,177 @@ def test_stream_runs_ops_in_order():
     ref = mnn.ops.neuron_forward(mnn.ops.neuron_forward(x, "sigmoid"), "tanh")
     _close(out["z"].numpy(), ref, "float32")
     stream.synchronize()
+
+
+# ---- pooling, loss, optimizers, fully connected, conv (cuda2) ----
+# GEMM-based ops sum in a different order than the CPU BLAS: looser float32 tolerance.
+GEMM_TOL = {"float32": (2e-4, 2e-4), "float16": (2e-2, 1e-2)}
+
+
+def _close_tol(got, ref, tol):
+    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(ref, np.float64), atol=tol[0], rtol=tol[1],
+                               equal_nan=True)
+
+
+POOLS = [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=(3, 2), stride=(1, 2)),
+         dict(kernel_size=3, stride=1, padding=(1, 0, 2, 1))]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", POOLS)
+def test_max_pool_matches_cpu(dtype, cfg):
+    x = _data((3, 5, 13, 11), dtype, seed=10)
+    x.flat[17] = np.nan
+    y, st = mnn.ops.max_pool2d_forward(_cuda(x), **cfg)
+    y_cpu, st_cpu = mnn.ops.max_pool2d_forward(x, **cfg)
+    assert y.device.type == "cuda"
+    _close(y.numpy(), y_cpu, dtype)
+    dy = _data(y_cpu.shape, dtype, seed=11, scale=1.0)
+    _close(mnn.ops.max_pool2d_backward(_cuda(dy), st).numpy(), mnn.ops.max_pool2d_backward(dy, st_cpu), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", POOLS)
+@pytest.mark.parametrize("cip", [True, False])
+def test_avg_pool_matches_cpu(dtype, cfg, cip):
+    x = _data((2, 3, 13, 11), dtype, seed=12)
+    y = mnn.ops.avg_pool2d_forward(_cuda(x), count_include_pad=cip, **cfg)
+    y_cpu = mnn.ops.avg_pool2d_forward(x, count_include_pad=cip, **cfg)
+    _close_tol(y.numpy(), y_cpu, GEMM_TOL[dtype] if dtype == "float16" else (1e-5, 1e-5))
+    dy = _data(y_cpu.shape, dtype, seed=13, scale=1.0)
+    got = mnn.ops.avg_pool2d_backward(_cuda(dy), x.shape, count_include_pad=cip, **cfg).numpy()
+    _close_tol(got, mnn.ops.avg_pool2d_backward(dy, x.shape, count_include_pad=cip, **cfg),
+               GEMM_TOL[dtype] if dtype == "float16" else (1e-5, 1e-5))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("kind", ["index", "prob_image", "weighted_smooth"])
+def test_softmax_cross_entropy_matches_cpu(dtype, reduction, kind):
+    rng = np.random.default_rng(14)
+    shape = (3, 7, 5, 3) if kind == "prob_image" else (13, 11)
+    logits = _data(shape, dtype, seed=15)
+    kw = {}
+    if kind == "prob_image":
+        p = rng.random(shape).astype(np.float32)
+        labels = p / p.sum(axis=1, keepdims=True)
+    else:
+        labels = rng.integers(0, shape[1], size=(shape[0],)).astype(np.int64)
+    if kind == "weighted_smooth":
+        kw = dict(label_smoothing=0.1)
+        weights = rng.random(shape[0]).astype(np.float32)
+        loss, st = mnn.ops.softmax_cross_entropy_forward(_cuda(logits), _cuda(labels), _cuda(weights),
+                                                         reduction=reduction, **kw)
+        loss_cpu, st_cpu = mnn.ops.softmax_cross_entropy_forward(logits, labels, weights, reduction=reduction, **kw)
+    else:
+        loss, st = mnn.ops.softmax_cross_entropy_forward(_cuda(logits), _cuda(labels), reduction=reduction)
+        loss_cpu, st_cpu = mnn.ops.softmax_cross_entropy_forward(logits, labels, reduction=reduction)
+    assert loss.device.type == "cuda"
+    _close_tol(loss.numpy(), loss_cpu, (1e-5, 1e-5))
+    if reduction == "none":
+        dloss = _data(np.shape(loss_cpu), "float32", seed=16, scale=1.0)
+        got, ref = mnn.ops.softmax_cross_entropy_backward(st, _cuda(dloss)), mnn.ops.softmax_cross_entropy_backward(
+            st_cpu, dloss)
+    else:
+        dloss = np.asarray(0.75, np.float32)
+        got = mnn.ops.softmax_cross_entropy_backward(st, _cuda(dloss))
+        ref = mnn.ops.softmax_cross_entropy_backward(st_cpu, dloss)
+    _close_tol(got.numpy(), ref, (1e-6, 1e-5) if dtype == "float32" else (1e-3, 2e-3))
+
+
+def test_softmax_cross_entropy_bad_label_raises():
+    logits = _data((4, 5), "float32")
+    with pytest.raises(ValueError, match=r"\[softmax_cross_entropy_forward\].*labels"):
+        mnn.ops.softmax_cross_entropy_forward(_cuda(logits), _cuda(np.array([0, 1, 5, 2], np.int32)))
+
+
+OPT_SHAPES = [(7, 13), (1001,), (3, 5, 5, 3)]
+
+
+def _opt_case(dtype, name, many, **kw):
+    rng = np.random.default_rng(17)
+    ws = [(rng.standard_normal(s)).astype(dtype) for s in OPT_SHAPES]
+    gs = [(rng.standard_normal(s)).astype(dtype) for s in OPT_SHAPES]
+    nstate = {"sgd": 1, "adam": 3, "rmsprop": 1}[name]
+    sts = [[(rng.random(s) * 0.1).astype(np.float32) for s in OPT_SHAPES] for _ in range(nstate)]
+    out = {}
+    for dev in ["cpu", "cuda"]:
+        conv = (lambda a: a.copy()) if dev == "cpu" else _cuda
+        w = [conv(a) for a in ws]
+        g = [conv(a) for a in gs]
+        st = [[conv(a) for a in lst] for lst in sts]
+        fn = getattr(mnn.ops, f"{name}_step_many" if many else f"{name}_step")
+        for i in range(len(w) if not many else 1):
+            sel = (lambda lst: lst) if many else (lambda lst: lst[i])
+            if name == "sgd":
+                fn(sel(w), sel(g), sel(st[0]), learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=0.01, **kw)
+            elif name == "adam":
+                fn(sel(w), sel(g), sel(st[0]), sel(st[1]), 3, learning_rate=0.01, amsgrad=True, v_max=sel(st[2]), **kw)
+            else:
+                fn(sel(w), sel(g), sel(st[0]), learning_rate=0.01, gradient_clip=(-0.5, 0.5), **kw)
+        out[dev] = [np.asarray(t.numpy() if hasattr(t, "numpy") else t) for t in w + [s for lst in st for s in lst]]
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])
+@pytest.mark.parametrize("many", [False, True])
+def test_optimizers_match_cpu(dtype, name, many):
+    out = _opt_case(dtype, name, many)
+    for got, ref in zip(out["cuda"], out["cpu"]):
+        _close_tol(got, ref, (1e-6, 1e-5) if got.dtype == np.float32 else (1e-3, 2e-3))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("neuron", [None, "relu", "gelu"])
+def test_fully_connected_matches_cpu(dtype, neuron):
+    x = _data((7, 3, 5, 3), dtype, seed=18, scale=1.0)
+    w = _data((13, 45), dtype, seed=19, scale=0.3)
+    b = _data((13,), dtype, seed=20)
+    y, z = mnn.ops.fully_connected_forward(_cuda(x), _cuda(w), _cuda(b), neuron=neuron, return_preactivation=True)
+    y_cpu, z_cpu = mnn.ops.fully_connected_forward(x, w, b, neuron=neuron, return_preactivation=True)
+    _close_tol(y.numpy(), y_cpu, GEMM_TOL[dtype])
+    _close_tol(z.numpy(), z_cpu, GEMM_TOL[dtype])
+    dy = _data((7, 13), dtype, seed=21, scale=1.0)
+    _close_tol(mnn.ops.fully_connected_backward_input(_cuda(dy), _cuda(w), x.shape).numpy(),
+               mnn.ops.fully_connected_backward_input(dy, w, x.shape), GEMM_TOL[dtype])
+    _close_tol(mnn.ops.fully_connected_backward_weight(_cuda(dy), _cuda(x), w.shape).numpy(),
+               mnn.ops.fully_connected_backward_weight(dy, x, w.shape), GEMM_TOL[dtype])
+    _close_tol(mnn.ops.fully_connected_backward_bias(_cuda(dy)).numpy(), mnn.ops.fully_connected_backward_bias(dy),
+               GEMM_TOL[dtype])
+
+
+CONVS = [dict(), dict(stride=2, padding=1), dict(padding=(2, 1), dilation=(2, 1)), dict(groups=3, padding=1)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", CONVS)
+def test_conv2d_matches_cpu(dtype, cfg):
+    x = _data((3, 6, 11, 9), dtype, seed=22, scale=1.0)
+    w = _data((9, 6 // cfg.get("groups", 1), 3, 3), dtype, seed=23, scale=0.3)
+    b = _data((9,), dtype, seed=24)
+    y = mnn.ops.conv2d_forward(_cuda(x), _cuda(w), _cuda(b), neuron="relu", **cfg)
+    y_cpu = mnn.ops.conv2d_forward(x, w, b, neuron="relu", **cfg)
+    assert y.device.type == "cuda"
+    _close_tol(y.numpy(), y_cpu, GEMM_TOL[dtype])
+    dy = _data(y_cpu.shape, dtype, seed=25, scale=1.0)
+    _close_tol(mnn.ops.conv2d_backward_input(_cuda(dy), _cuda(w), x.shape, **cfg).numpy(),
+               mnn.ops.conv2d_backward_input(dy, w, x.shape, **cfg), GEMM_TOL[dtype])
+    _close_tol(mnn.ops.conv2d_backward_weight(_cuda(dy), _cuda(x), w.shape, **cfg).numpy(),
+               mnn.ops.conv2d_backward_weight(dy, x, w.shape, **cfg), GEMM_TOL[dtype])
+    _close_tol(mnn.ops.conv2d_backward_bias(_cuda(dy)).numpy(), mnn.ops.conv2d_backward_bias(dy), GEMM_TOL[dtype])
+
+
+def test_digit_graph_training_step_on_cuda():
+    from metalnn.examples.digit_graph import digit_network
+
+    rng = np.random.default_rng(26)
+    x = rng.random((16, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 16).astype(np.int32)
+    losses = {}
+    for dev in ["cpu", "cuda"]:
+        graph = digit_network(mnn.Adam(learning_rate=1e-3), width=0.25).training_graph(device=dev)
+        losses[dev] = [float(np.asarray(graph.run(x, labels=y).loss)) for _ in range(3)]
+    # Same weights, dropout masks and Adam updates: the losses follow the same path.
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-3)
+    assert losses["cuda"][2] < losses["cuda"][0]
