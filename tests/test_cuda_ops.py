@@ -239,7 +239,7 @@ def _opt_case(dtype, name, many, **kw):
         st = [[conv(a) for a in lst] for lst in sts]
         fn = getattr(mnn.ops, f"{name}_step_many" if many else f"{name}_step")
         for i in range(len(w) if not many else 1):
-            sel = (lambda lst: lst) if many else (lambda lst: lst[i])
+            sel = (lambda lst: lst) if many else (lambda lst, i=i: lst[i])
             if name == "sgd":
                 fn(sel(w), sel(g), sel(st[0]), learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=0.01, **kw)
             elif name == "adam":
