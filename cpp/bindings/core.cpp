@@ -103,7 +103,8 @@ void bind_core(py::module_& m) {
       .def_property_readonly("device", &Tensor::device)
       .def_property_readonly("ndim", &Tensor::ndim)
       .def_property_readonly("size", &Tensor::numel)
-      .def("numpy", &host_numpy, "A numpy array sharing this tensor's memory (CPU, Metal shared storage); a copy for CUDA tensors.")
+      .def("numpy", &host_numpy,
+           "A numpy array sharing this tensor's memory (CPU, Metal shared storage); a copy for CUDA tensors.")
       .def("__array__", [](const Tensor& t, py::object dtype, py::object copy) {
             py::array a = host_numpy(t);
             return dtype.is_none() ? a : py::array(a.attr("astype")(dtype));

@@ -5,6 +5,8 @@
 #include "metalnn/backend/cpu/conv.h"
 #include "metalnn/backend/cpu/linear.h"
 #include "metalnn/backend/cuda/layer.h"
+#include "metalnn/backend/metal/conv.h"
+#include "metalnn/backend/metal/linear.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 
@@ -124,6 +126,7 @@ Tensor conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor& bias,
   p.has_bias = layer::check_forward(op, x, bias, weight.dim(0), desc.accumulation, neuron);
   layer::FusedOutputs out(out_shape(p), x, pre_activation);
   dispatch(op, x.device(), [&] { cpu::conv2d_forward(x, weight, bias, out.y, p, neuron.params(), out.z); },
+           [&] { metal::conv2d_forward(x, weight, bias, out.y, p, neuron.params(), out.z); },
            cuda_kernel([&] { cuda::conv2d_forward(x, weight, bias, out.y, p, neuron.params(), out.z); }));
   return out.finish();
 }
@@ -137,6 +140,7 @@ Tensor conv2d_backward_input(const Tensor& dy, const Tensor& weight, const Shape
   layer::check_accumulation(op, dy, desc.accumulation);
   Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
   dispatch(op, dy.device(), [&] { cpu::conv2d_backward_input(dy, weight, dx, p); },
+           [&] { metal::conv2d_backward_input(dy, weight, dx, p); },
            cuda_kernel([&] { cuda::conv2d_backward_input(dy, weight, dx, p); }));
   return dx;
 }
@@ -150,6 +154,7 @@ Tensor conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Shape& we
   check::shape(op, "dy", dy, out_shape(p));
   Tensor dw = Tensor::empty(weight_shape, dy.dtype(), dy.device());
   dispatch(op, dy.device(), [&] { cpu::conv2d_backward_weight(dy, x, dw, p); },
+           [&] { metal::conv2d_backward_weight(dy, x, dw, p); },
            cuda_kernel([&] { cuda::conv2d_backward_weight(dy, x, dw, p); }));
   return dw;
 }
@@ -213,6 +218,28 @@ Tensor FusedOutputs::finish() {
   return y;
 }
 
+namespace {
+// Metal has one bias-gradient encoder per layer kind, each reading the sizes from its params.
+void metal_bias_backward(const char* op, const Tensor& dy, const Tensor& db) {
+  for (auto d : dy.shape())
+    if (d > INT32_MAX) fail(ErrorKind::Value, op, "dy is too large, got shape ", shape_str(dy.shape()));
+  if (dy.ndim() == 4) {
+    MnnConv2dParams p{};
+    p.batch = (int32_t)dy.dim(0);
+    p.out_channels = (int32_t)dy.dim(1);
+    p.out_height = (int32_t)dy.dim(2);
+    p.out_width = (int32_t)dy.dim(3);
+    p.groups = 1;
+    metal::conv2d_backward_bias(dy, db, p);
+  } else {
+    MnnFullyConnectedParams p{};
+    p.batch = (int32_t)dy.dim(0);
+    p.out_features = (int32_t)dy.dim(1);
+    metal::fully_connected_backward_bias(dy, db, p);
+  }
+}
+}  // namespace
+
 Tensor bias_gradient(const char* op, const Tensor& dy, int rank, const char* layout) {
   check::floating(op, "dy", dy);
   check::rank(op, "dy", dy, rank, layout);
@@ -220,6 +247,7 @@ Tensor bias_gradient(const char* op, const Tensor& dy, int rank, const char* lay
   const int64_t N = dy.dim(0), O = dy.dim(1);
   Tensor db = Tensor::empty({O}, dy.dtype(), dy.device());
   dispatch(op, dy.device(), [&] { cpu::bias_backward(dy, db, N, O, dy.numel() / (N * O)); },
+           [&] { metal_bias_backward(op, dy, db); },
            cuda_kernel([&] { cuda::bias_backward(dy, db, N, O, dy.numel() / (N * O)); }));
   return db;
 }

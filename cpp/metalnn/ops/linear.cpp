@@ -5,6 +5,7 @@
 
 #include "metalnn/backend/cpu/linear.h"
 #include "metalnn/backend/cuda/layer.h"
+#include "metalnn/backend/metal/linear.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/conv.h"
 #include "metalnn/ops/dispatch.h"
@@ -67,6 +68,7 @@ Tensor fully_connected_forward(const Tensor& x, const Tensor& weight, const Tens
   layer::FusedOutputs out({p.batch, p.out_features}, x, pre_activation);
   dispatch(op, x.device(),
            [&] { cpu::fully_connected_forward(x, weight, bias, out.y, p, neuron.params(), out.z); },
+           [&] { metal::fully_connected_forward(x, weight, bias, out.y, p, neuron.params(), out.z); },
            cuda_kernel([&] { cuda::fully_connected_forward(x, weight, bias, out.y, p, neuron.params(), out.z); }));
   return out.finish();
 }
@@ -81,6 +83,7 @@ Tensor fully_connected_backward_input(const Tensor& dy, const Tensor& weight, co
   p.accumulation = (uint32_t)desc.accumulation;
   Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
   dispatch(op, dy.device(), [&] { cpu::fully_connected_backward_input(dy, weight, dx, p); },
+           [&] { metal::fully_connected_backward_input(dy, weight, dx, p); },
            cuda_kernel([&] { cuda::fully_connected_backward_input(dy, weight, dx, p); }));
   return dx;
 }
@@ -98,6 +101,7 @@ Tensor fully_connected_backward_weight(const Tensor& dy, const Tensor& x, const 
   check_dy(op, dy, p);
   Tensor dw = Tensor::empty(ws, dy.dtype(), dy.device());
   dispatch(op, dy.device(), [&] { cpu::fully_connected_backward_weight(dy, x, dw, p); },
+           [&] { metal::fully_connected_backward_weight(dy, x, dw, p); },
            cuda_kernel([&] { cuda::fully_connected_backward_weight(dy, x, dw, p); }));
   return dw;
 }

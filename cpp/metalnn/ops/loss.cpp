@@ -6,6 +6,7 @@
 #include "metalnn/backend/cpu/loss.h"
 #include "metalnn/backend/cpu/storage.h"
 #include "metalnn/backend/cuda/loss.h"
+#include "metalnn/backend/metal/loss.h"
 #include "metalnn/core/copy.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
@@ -121,6 +122,10 @@ std::pair<Tensor, std::shared_ptr<SoftmaxCrossEntropyState>> softmax_cross_entro
   dispatch(op, logits.device(), [&] {
     cpu::softmax_cross_entropy_forward(logits, state->labels, state->weights, state->probs, per_position, p);
     if (desc.reduction != MNN_REDUCTION_NONE) *loss.data<float>() = cpu::reduce_loss(per_position, p);
+  }, [&] {
+    // The GPU reduces into the one-element loss itself (its value is unknown while encoding).
+    metal::softmax_cross_entropy_forward(logits, state->labels, state->weights, state->probs, per_position, p);
+    if (desc.reduction != MNN_REDUCTION_NONE) metal::reduce_loss(per_position, loss, p);
   }, cuda_kernel([&] {
     cuda::softmax_cross_entropy_forward(logits, state->labels, state->weights, state->probs, per_position, loss, p);
   }));
@@ -153,6 +158,14 @@ Tensor softmax_cross_entropy_backward(const std::shared_ptr<State>& state, const
   Tensor dlogits = Tensor::empty(s.probs.shape(), s.logits_dtype, s.probs.device());
   dispatch(op, s.probs.device(), [&] {
     cpu::softmax_cross_entropy_backward(s.probs, s.labels, s.weights, dloss, dlogits, p);
+  }, [&] {
+    // The Metal kernel reads a per-position dloss as float32; shared storage lets the host convert.
+    Tensor d = dloss;
+    if (per_position && dloss.dtype() != DType::float32) {
+      d = Tensor::empty(dloss.shape(), DType::float32, dloss.device());
+      half_to_float_n(dloss.data<uint16_t>(), d.data<float>(), (size_t)dloss.numel());
+    }
+    metal::softmax_cross_entropy_backward(s.probs, s.labels, s.weights, d, dlogits, p);
   }, cuda_kernel([&] { cuda::softmax_cross_entropy_backward(s.probs, s.labels, s.weights, dloss, dlogits, p); }));
   return dlogits;
 }

@@ -7,6 +7,7 @@
 
 #include "metalnn/backend/cpu/optimizer.h"
 #include "metalnn/backend/cuda/optimizer.h"
+#include "metalnn/backend/metal/optimizer.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 
@@ -116,6 +117,21 @@ std::vector<cpu::OptimizerSlot> check_tensors(const char* op, bool many, const s
   return slots;
 }
 
+// The Metal encoders bind state as tensors (the GPU needs their buffers), not raw pointers.
+std::vector<metal::OptimizerSlot> metal_slots(const std::vector<cpu::OptimizerSlot>& slots,
+                                              std::initializer_list<const std::vector<Tensor>*> states) {
+  std::vector<metal::OptimizerSlot> out(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    out[i] = {slots[i].weights, slots[i].gradients, {nullptr, nullptr, nullptr}};
+    int k = 0;
+    for (const auto* s : states) {
+      if (s && !s->empty()) out[i].state[k] = &(*s)[i];
+      ++k;
+    }
+  }
+  return out;
+}
+
 void check_step(const char* op, int64_t step) {
   if (step < 1) fail(ErrorKind::Value, op, "step must be >= 1 (it is 1-based: the first update is step 1), got ", step);
 }
@@ -126,6 +142,7 @@ void run_sgd(const char* op, bool many, const std::vector<Tensor>& w, const std:
   auto slots = check_tensors(op, many, w, g, {{"momentum_buffer", &buf, desc.momentum > 0, " when momentum > 0"}});
   auto params = desc.params(!buf.empty());
   dispatch(op, w[0].device(), [&] { cpu::sgd_step(slots, params); },
+           [&] { metal::sgd_step(metal_slots(slots, {&buf}), params); },
            cuda_kernel([&] { cuda::sgd_step(slots, params); }));
 }
 
@@ -141,6 +158,7 @@ void run_adam(const char* op, bool many, const std::vector<Tensor>& w, const std
                               {"v_max", desc.amsgrad ? &v_max : &kNone, desc.amsgrad, " when amsgrad=True"}});
   auto params = desc.params(step);
   dispatch(op, w[0].device(), [&] { cpu::adam_step(slots, params); },
+           [&] { metal::adam_step(metal_slots(slots, {&m, &v, desc.amsgrad ? &v_max : nullptr}), params); },
            cuda_kernel([&] { cuda::adam_step(slots, params); }));
 }
 
@@ -150,6 +168,7 @@ void run_rmsprop(const char* op, bool many, const std::vector<Tensor>& w, const 
   auto slots = check_tensors(op, many, w, g, {{"s", &s, true, " (the running mean of g^2)"}});
   auto params = desc.params();
   dispatch(op, w[0].device(), [&] { cpu::rmsprop_step(slots, params); },
+           [&] { metal::rmsprop_step(metal_slots(slots, {&s}), params); },
            cuda_kernel([&] { cuda::rmsprop_step(slots, params); }));
 }
 

@@ -4,6 +4,7 @@
 
 #include "metalnn/backend/cpu/pooling.h"
 #include "metalnn/backend/cuda/pooling.h"
+#include "metalnn/backend/metal/pooling.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
 
@@ -118,6 +119,7 @@ std::pair<Tensor, std::shared_ptr<MaxPool2dState>> max_pool2d_forward(const Tens
   auto p = desc.params(x.shape(), out);
   state->params = p;
   dispatch(op, x.device(), [&] { cpu::max_pool2d_forward(x, y, state->argmax, p); },
+           [&] { metal::max_pool2d_forward(x, y, state->argmax, p); },
            cuda_kernel([&] { cuda::max_pool2d_forward(x, y, state->argmax, p); }));
   return {y, state};
 }
@@ -134,6 +136,7 @@ Tensor max_pool2d_backward(const Tensor& dy, const std::shared_ptr<State>& state
   Tensor dx = Tensor::empty(s.input_shape, dy.dtype(), dy.device());
   MnnPool2dParams p = image_params(s.input_shape, dy.dim(2), dy.dim(3));
   dispatch(op, dy.device(), [&] { cpu::max_pool2d_backward(dy, s.argmax, dx, p); },
+           [&] { metal::max_pool2d_backward(dy, s.argmax, dx, s.params); },
            cuda_kernel([&] { cuda::max_pool2d_backward(dy, s.argmax, dx, s.params); }));
   return dx;
 }
@@ -147,6 +150,7 @@ Tensor avg_pool2d_forward(const Tensor& x, const Pool2dDescriptor& desc) {
   Tensor y = Tensor::empty(out, x.dtype(), x.device());
   auto p = desc.params(x.shape(), out);
   dispatch(op, x.device(), [&] { cpu::avg_pool2d_forward(x, y, p); },
+           [&] { metal::avg_pool2d_forward(x, y, p); },
            cuda_kernel([&] { cuda::avg_pool2d_forward(x, y, p); }));
   return y;
 }
@@ -163,6 +167,7 @@ Tensor avg_pool2d_backward(const Tensor& dy, const Shape& input_shape, const Poo
   Tensor dx = Tensor::empty(input_shape, dy.dtype(), dy.device());
   auto p = desc.params(input_shape, out);
   dispatch(op, dy.device(), [&] { cpu::avg_pool2d_backward(dy, dx, p); },
+           [&] { metal::avg_pool2d_backward(dy, dx, p); },
            cuda_kernel([&] { cuda::avg_pool2d_backward(dy, dx, p); }));
   return dx;
 }
