@@ -7,10 +7,8 @@
 #include "convert.h"
 #include "families.h"
 #include "metalnn/backend/cpu/blas.h"
-#ifdef METALNN_HAS_CUDA
-#include "metalnn/backend/cuda/device.h"
-#endif
 #include "metalnn/core/allocator.h"
+#include "metalnn/core/copy.h"
 #include "metalnn/core/state.h"
 #include "metalnn/core/stream.h"
 #include "metalnn/core/thread_pool.h"
@@ -35,28 +33,14 @@ void register_errors() {
   });
 }
 
-// Host bytes into a tensor on any device (CUDA tensors get a copy over the bus; Metal
-// tensors are in shared storage, so memcpy reaches them).
-void copy_from_host(const Tensor& t, const void* src, size_t bytes) {
-#ifdef METALNN_HAS_CUDA
-  if (t.device().type == DeviceType::cuda) return cuda::copy_to_device(t.raw(), src, bytes, "tensor");
-#endif
-  std::memcpy(t.raw(), src, bytes);
-}
-
-// numpy view of a CPU tensor; a device tensor is copied back to the host first.
+// numpy view of a host-visible tensor; a CUDA tensor is copied back first (GIL released).
 py::array host_numpy(const Tensor& t) {
-#ifdef METALNN_HAS_CUDA
-  if (t.device().type == DeviceType::cuda) {
-    Tensor h = Tensor::empty(t.shape(), t.dtype());
-    {
-      py::gil_scoped_release nogil;
-      cuda::copy_to_host(h.raw(), t.raw(), t.nbytes(), "numpy");
-    }
-    return to_numpy(h);
+  Tensor h;
+  {
+    py::gil_scoped_release nogil;
+    h = to_host(t, "numpy");
   }
-#endif
-  return to_numpy(t);
+  return to_numpy(h);
 }
 
 Tensor make_tensor(py::handle data, std::optional<std::string> dtype, std::optional<std::string> device) {
@@ -68,14 +52,14 @@ Tensor make_tensor(py::handle data, std::optional<std::string> dtype, std::optio
   if (dt == src.dtype()) {
     // Own a copy: the tensor must not change when the caller's array does.
     Tensor t = Tensor::empty(src.shape(), dt, dev);
-    copy_from_host(t, src.raw(), src.nbytes());
+    copy_from_host(t, src.raw(), op);
     return t;
   }
   // Convert through numpy's casting rules.
   py::array a = to_numpy(src).attr("astype")(numpy_dtype(dt));
   Tensor converted = from_numpy(a, op, "data", false);
   Tensor t = Tensor::empty(converted.shape(), dt, dev);
-  copy_from_host(t, converted.raw(), converted.nbytes());
+  copy_from_host(t, converted.raw(), op);
   return t;
 }
 
