@@ -88,6 +88,7 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="threads for both libraries (default: all cores)")
+    p.add_argument("--profile", action="store_true", help="also print the per-layer profile of the step")
     args = p.parse_args(argv)
     threads = args.threads or os.cpu_count() or 1
     mnn.set_num_threads(threads)
@@ -118,6 +119,11 @@ def main(argv=None) -> None:
     row(f"PyTorch {torch.__version__}", t_torch)
     print(f"  ratio metalnn (graph, pipelined) / PyTorch: {ips_mnn / ips_torch:.2f}x; "
           f"kernel API / PyTorch: {t_torch / t_kernels:.2f}x")
+    if args.profile:
+        import profile_digit_net
+
+        print()
+        profile_digit_net.main(["--batch-size", str(args.batch_size)])
 
 
 if __name__ == "__main__":
