@@ -90,7 +90,9 @@ def rows(batch: int, reps: int):
     grads = {k: np.full_like(v, 1e-3) for k, v in p.items()}
     m = {k: np.zeros_like(v) for k, v in p.items()}
     v = {k: np.zeros_like(w) for k, w in p.items()}
-    add("all", "update (Adam)", lambda: [ops.adam_step(p[k], grads[k], m[k], v[k], 1) for k in p])
+    names = list(p)
+    add("all", "update (Adam)", lambda: ops.adam_step_many([p[k] for k in names], [grads[k] for k in names],
+                                                           [m[k] for k in names], [v[k] for k in names], 1))
     return out
 
 

@@ -88,8 +88,10 @@ class DigitNet:
         g["conv1_w"] = ops.conv2d_backward_weight(d_c1, x, p["conv1_w"].shape, padding=2)
         g["conv1_b"] = ops.conv2d_backward_bias(d_c1)
         self.step_count += 1
-        for k in PARAM_NAMES:
-            ops.adam_step(p[k], g[k], self.m[k], self.v[k], self.step_count, learning_rate=self.learning_rate)
+        # One multi-tensor call updates every parameter (one parallel region, not eight).
+        ops.adam_step_many([p[k] for k in PARAM_NAMES], [g[k] for k in PARAM_NAMES],
+                           [self.m[k] for k in PARAM_NAMES], [self.v[k] for k in PARAM_NAMES], self.step_count,
+                           learning_rate=self.learning_rate)
         return float(loss)
 
     def predict(self, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
