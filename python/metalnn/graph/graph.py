@@ -177,6 +177,8 @@ class Graph:
         # Forward nodes whose gradient node is in this graph (they keep what it reads).
         self._differentiated = {n.forward for n in self.nodes if isinstance(n, GradientNode)}
         has_gradients = bool(self._differentiated)
+        # Distinct optimizers of the graph's data sources (usually one shared by every layer).
+        self._optimizers = list({id(o): o for o in map(node_optimizer, self.nodes) if o is not None}.values())
         self.mode = mode or ("training" if has_gradients else "inference")
         self._params: dict[FilterNode, tuple] = {}
         self._opt_state: dict[tuple, dict] = {}
@@ -298,13 +300,12 @@ class Graph:
 
     # -- compile and run -------------------------------------------------------------
     def _key(self, feeds: dict) -> tuple:
+        """Compiled programs are cached by input shapes, mode and optimizer settings (a new
+        learning rate recompiles; the data sources are not loaded again)."""
         shapes = tuple((img.id, tuple(a.shape), str(a.dtype)) for img, a in feeds.items())
-        hyper = []
-        for n in self.nodes:
-            opt = getattr(getattr(n, "data_source", None), "optimizer", None)
-            if opt is not None:
-                hyper.append(tuple(sorted((k, repr(v)) for k, v in opt.hyperparameters().items())))
-        return shapes, self._mode, tuple(hyper)
+        hyper = tuple(tuple(sorted((k, repr(v)) for k, v in opt.hyperparameters().items()))
+                      for opt in self._optimizers)
+        return shapes, self._mode, hyper
 
     def _compile(self, feeds: dict) -> tuple:
         key = self._key(feeds)
@@ -434,6 +435,11 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"Graph({len(self.nodes)} nodes, mode={self._mode!r}, sources={[s.name for s in self.sources]})"
+
+
+def node_optimizer(node):
+    """The optimizer attached to a node's data source, or None."""
+    return getattr(getattr(node, "data_source", None), "optimizer", None)
 
 
 def _is_builtin(ds) -> bool:

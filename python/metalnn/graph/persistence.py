@@ -11,6 +11,7 @@ import numpy as np
 
 from . import nodes as n
 from .checkpoint import load_arrays, parameter_key, save_arrays
+from .graph import _counter, node_optimizer
 from .padding import Padding
 
 FORMAT = "metalnn-graph"
@@ -70,7 +71,7 @@ def save_graph(graph, path) -> None:
             arrays[parameter_key(label, f"{which}.{name}")] = np.asarray(p.value)
     steps = {}
     for node in graph.nodes:
-        opt = getattr(getattr(node, "data_source", None), "optimizer", None)
+        opt = node_optimizer(node)
         if opt is not None and getattr(opt, "_metalnn_step", None) is not None:
             steps[node.label] = opt._metalnn_step.value
     meta = {
@@ -107,7 +108,7 @@ def load_graph_state(graph, path) -> None:
         for which, p in zip(("weights", "biases"), graph._parameters(node)):
             if p is not None:
                 writes.append((p.value, arrays, parameter_key(node.label, which)))
-            opt = getattr(node.data_source, "optimizer", None)
+            opt = node_optimizer(node)
             if p is not None and opt is not None and graph.is_training:
                 graph._optimizer_state(node, which, p, opt)
                 for name, a in graph._opt_state[(node.label, which)].items():
@@ -194,10 +195,8 @@ def load_graph(path, **graph_kwargs):
 
 
 def _restore_counters(graph, meta: dict) -> None:
-    from .graph import _counter
-
     graph._dropout_counter.value = int(meta.get("dropout_counter", 0))
     for node in graph.nodes:
-        opt = getattr(getattr(node, "data_source", None), "optimizer", None)
+        opt = node_optimizer(node)
         if opt is not None and node.label in meta.get("optimizer_steps", {}):
             _counter(opt).value = int(meta["optimizer_steps"][node.label])

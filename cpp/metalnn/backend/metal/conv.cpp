@@ -5,19 +5,12 @@
 
 namespace metalnn::metal {
 
-// Buffers: x 0, w 1, bias 2, y 3, pre 4, params 5, neuron 6, store_pre 7.
-// Rows Og, columns N*P, groups on z. Missing bias / pre bind x: the kernel never touches them.
+// Buffers as bind_layer_forward (gemm.h). Rows Og, columns N*P, groups on z.
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
                     const MnnConv2dParams& p, const MnnNeuronParams& neuron, const Tensor& pre) {
   const char* op = "conv2d_forward";
-  const uint32_t store_pre = pre.defined() ? 1u : 0u;
   KernelCall k(op, kernel_name("conv2d_forward", x.dtype()));
-  k.buffer(0, x, Access::read).buffer(1, w, Access::read);
-  k.buffer(2, p.has_bias && bias.defined() ? bias : x, Access::read);
-  k.buffer(3, y, Access::write);
-  if (store_pre) k.buffer(4, pre, Access::write);
-  else k.buffer(4, x, Access::read);
-  k.bytes(5, p).bytes(6, neuron).bytes(7, store_pre);
+  bind_layer_forward(k, x, w, bias, y, p, neuron, pre);
   const int64_t P = (int64_t)p.out_height * p.out_width;
   gemm_groups(k, op, p.out_channels / p.groups, (int64_t)p.batch * P, p.groups);
 }
