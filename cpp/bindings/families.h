@@ -13,4 +13,7 @@ void bind_softmax(pybind11::module_& ops);
 void bind_loss(pybind11::module_& ops);
 void bind_optimizer(pybind11::module_& ops);
 void bind_graph(pybind11::module_& m);
+void bind_normalization(pybind11::module_& ops);
+void bind_rnn(pybind11::module_& ops);
+void bind_shape(pybind11::module_& ops);
 }  // namespace metalnn::py_bind

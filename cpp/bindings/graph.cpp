@@ -11,8 +11,15 @@
 #include "metalnn/graph/executor.h"
 #include "metalnn/graph/steps.h"
 #include "optimizer_descriptors.h"
+#include "program_steps.h"
 
 namespace metalnn::py_bind {
+
+py::object& program_class() {
+  static auto* cls = new py::object();  // never destroyed: no decref after the interpreter is gone
+  return *cls;
+}
+
 namespace {
 
 using namespace metalnn::graph;
@@ -100,6 +107,7 @@ void bind_graph(py::module_& m) {
                     [](std::atomic<int64_t>& c, int64_t v) { c.store(v); });
 
   py::class_<Program, std::shared_ptr<Program>> prog(g, "Program");
+  program_class() = prog;
   prog.def(py::init<int, int>(), py::arg("num_slots"), py::arg("num_states"))
       .def("__len__", &Program::size)
       .def("labels", [](const Program& p) {

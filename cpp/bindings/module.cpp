@@ -7,6 +7,7 @@ namespace py = pybind11;
 PYBIND11_MODULE(_core, m) {
   m.doc() = "metalnn C++ core";
   metalnn::py_bind::bind_core(m);
+  metalnn::py_bind::bind_graph(m);  // first: families add their graph steps to graph.Program
   auto ops = m.def_submodule("ops", "forward and gradient kernels");
   metalnn::py_bind::bind_neuron(ops);
   metalnn::py_bind::bind_conv(ops);
@@ -16,5 +17,7 @@ PYBIND11_MODULE(_core, m) {
   metalnn::py_bind::bind_softmax(ops);
   metalnn::py_bind::bind_loss(ops);
   metalnn::py_bind::bind_optimizer(ops);
-  metalnn::py_bind::bind_graph(m);
+  metalnn::py_bind::bind_normalization(ops);
+  metalnn::py_bind::bind_rnn(ops);
+  metalnn::py_bind::bind_shape(ops);
 }
