@@ -116,6 +116,8 @@ void bind_graph(py::module_& m) {
         return out;
       })
       .def("set_release", &Program::set_release)
+      .def("set_outputs", &Program::set_outputs)
+      .def_property("check_numerics", &Program::check_numerics, &Program::set_check_numerics)
       .def("add_conv2d_forward", [](Program& p, const std::string& label, int x, int y, ParameterRef w,
                                     ParameterRef b, Ints stride, Ints padding, Ints dilation, int64_t groups,
                                     const std::string& acc, std::optional<std::string> neuron,

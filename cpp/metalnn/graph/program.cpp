@@ -1,6 +1,10 @@
 #include "metalnn/graph/program.h"
 
+#include <cmath>
+
+#include "metalnn/core/copy.h"
 #include "metalnn/core/error.h"
+#include "metalnn/core/half.h"
 
 namespace metalnn::graph {
 
@@ -21,6 +25,42 @@ void Program::set_release(size_t i, std::vector<int> slots, std::vector<int> sta
   steps_[i].release_states = std::move(states);
 }
 
+void Program::set_outputs(size_t i, std::vector<int> slots) {
+  if (i >= steps_.size()) fail(ErrorKind::Value, "graph", "step ", i, " out of range");
+  for (int s : slots)
+    if (s < 0 || s >= num_slots_) fail(ErrorKind::Value, "graph", "slot ", s, " out of range");
+  steps_[i].outputs = std::move(slots);
+}
+
+namespace {
+
+// Index of the first NaN/Inf element of a float tensor, or -1.
+int64_t first_non_finite(const Tensor& t) {
+  if (t.dtype() != DType::float32 && t.dtype() != DType::float16) return -1;
+  Tensor h = to_host(t, "graph");
+  const int64_t n = h.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    float v = h.dtype() == DType::float32 ? h.data<float>()[i] : half_to_float(h.data<uint16_t>()[i]);
+    if (!std::isfinite(v)) return i;
+  }
+  return -1;
+}
+
+void check_outputs(const Step& step, const Frame& frame) {
+  for (int s : step.outputs) {
+    const Tensor& t = frame.slots[(size_t)s];
+    if (!t.defined()) continue;
+    int64_t i = first_non_finite(t);
+    if (i < 0) continue;
+    float v = t.dtype() == DType::float32 ? to_host(t, "graph").data<float>()[i]
+                                          : half_to_float(to_host(t, "graph").data<uint16_t>()[i]);
+    fail(ErrorKind::Runtime, "graph", "check_numerics: node '", step.label, "' produced ",
+         std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf"), " (output slot ", s, ", element ", i, ")");
+  }
+}
+
+}  // namespace
+
 const Tensor& slot(const Frame& f, int i, const char* what) {
   if (i < 0 || (size_t)i >= f.slots.size() || !f.slots[(size_t)i].defined())
     fail(ErrorKind::Runtime, "graph", what, ": slot ", i, " is empty (graph compiled out of order)");
@@ -28,6 +68,7 @@ const Tensor& slot(const Frame& f, int i, const char* what) {
 }
 
 void Program::run(Frame& frame) const {
+  const bool check = check_numerics();
   for (const auto& step : steps_) {
     try {
       step.run(frame);
@@ -36,6 +77,7 @@ void Program::run(Frame& frame) const {
     } catch (const std::bad_alloc&) {
       throw Error(ErrorKind::Memory, "graph", "node '" + step.label + "': out of memory");
     }
+    if (check) check_outputs(step, frame);  // throws a graph error that already names the node
     for (int s : step.release_slots) frame.slots[(size_t)s] = Tensor();
     for (int s : step.release_states) frame.states[(size_t)s].reset();
   }

@@ -3,6 +3,7 @@
 // only runs steps and drops each slot after its last use, so the caching allocator
 // hands that memory to later steps (the memory plan).
 #pragma once
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -32,6 +33,7 @@ struct Step {
   std::function<void(Frame&)> run;
   std::vector<int> release_slots;    // slots whose last use is this step
   std::vector<int> release_states;
+  std::vector<int> outputs;          // slots it writes, scanned for NaN/Inf in check mode
 };
 
 class Program {
@@ -42,6 +44,11 @@ class Program {
   const Step& step(size_t i) const { return steps_[i]; }
   // Set by the builder once slot lifetimes are known.
   void set_release(size_t i, std::vector<int> slots, std::vector<int> states);
+  void set_outputs(size_t i, std::vector<int> slots);
+  // Check mode: after each step its outputs are scanned, and the first step producing
+  // NaN or Inf fails the batch naming its node (slow: reads every output on the host).
+  void set_check_numerics(bool on) { check_numerics_.store(on); }
+  bool check_numerics() const { return check_numerics_.load(); }
   Frame make_frame() const;
   // Runs every step; an error is re-raised with the failing node's label in front.
   void run(Frame& frame) const;
@@ -49,6 +56,7 @@ class Program {
  private:
   int num_slots_, num_states_;
   std::vector<Step> steps_;
+  std::atomic<bool> check_numerics_{false};
 };
 
 // Reads slot `i`, raising a clear error when a step runs before its input exists.

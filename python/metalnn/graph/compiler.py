@@ -308,6 +308,7 @@ class Compiler:
         for i, st in enumerate(self.steps):
             getattr(program, "add_" + st.method)(st.label, *st.args)
             program.set_release(i, sorted(releases[i][0]), sorted(releases[i][1]))
+            program.set_outputs(i, list(st.outputs))
         return Compiled(program, self.steps, dict(self.slot_of), list(self.slot_bytes), input_slots, output_slots,
                         dict(self.loss_slots), releases)
 

@@ -3,6 +3,7 @@ compiled to a C++ program and run batch after batch (MPSNNGraph)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Callable
 
@@ -149,7 +150,8 @@ class Graph:
     """
 
     def __init__(self, result: ImageNode | Sequence[ImageNode], result_needed: bool = True, *,
-                 mode: str | None = None, fuse: bool = True, max_in_flight: int = 2, device: str | None = None):
+                 mode: str | None = None, fuse: bool = True, max_in_flight: int = 2, device: str | None = None,
+                 check_numerics: bool | None = None):
         results = [result] if isinstance(result, ImageNode) else list(result)
         if not results or not all(isinstance(r, ImageNode) for r in results):
             raise TypeError("[Graph] result must be an ImageNode (node.result) or a list of them")
@@ -187,6 +189,9 @@ class Graph:
         self._compiled: dict[tuple, tuple] = {}
         self._current = None
         self._itemsize: dict[ImageNode, int] = {}
+        if check_numerics is None:
+            check_numerics = os.environ.get("METALNN_CHECK_NUMERICS", "") not in ("", "0")
+        self.check_numerics = check_numerics
 
     @classmethod
     def training(cls, loss, **kwargs) -> Graph:
@@ -210,6 +215,23 @@ class Graph:
         if value not in ("training", "inference"):
             raise ValueError(f"[Graph] mode must be 'training' or 'inference', got {value!r}")
         self._mode = value
+
+    @property
+    def check_numerics(self) -> bool:
+        """Opt-in debugging mode: every node's outputs are scanned after it runs, and the
+        first node producing NaN or Inf fails the batch with a RuntimeError naming it
+        (its handle's ``wait()`` raises). Slow; also on with ``METALNN_CHECK_NUMERICS=1``."""
+        return self._check_numerics
+
+    @check_numerics.setter
+    def check_numerics(self, value: bool) -> None:
+        value = bool(value)
+        if value and self.device.type == "metal":
+            raise ValueError("[Graph] check_numerics is not supported on the metal device yet "
+                             "(it reads outputs while the command buffer is being encoded)")
+        self._check_numerics = value
+        for compiled, _, _ in self._compiled.values():
+            compiled.program.check_numerics = value
 
     @property
     def is_training(self) -> bool:
@@ -327,6 +349,7 @@ class Graph:
         output_slots = {img.name: c.slot(img) for img in outputs}
         keep = set(output_slots.values()) | set(c.loss_slots.values())
         compiled = c.finish(keep, input_slots, output_slots)
+        compiled.program.check_numerics = self._check_numerics
         executor = _core.graph.Executor(compiled.program, self.max_in_flight, str(self.device))
         self._compiled[key] = (compiled, executor, keep)
         return self._compiled[key]
