@@ -5,3 +5,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 # The suite checks the CPU backend (the reference) unless a test names a device; graphs
 # and tensors would otherwise default to the best device present (CUDA on a GPU machine).
 os.environ.setdefault("METALNN_DEVICE", "cpu")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Reports how many fuzz cases ran (the hypothesis suites count them in fuzz_support)."""
+    support = sys.modules.get("fuzz_support")
+    if support is not None and support.CASES:
+        for line in support.summary():
+            terminalreporter.write_line(line)
