@@ -1,0 +1,58 @@
+// RNN step parameters shared by host code, MSL and CUDA: fixed-width fields only.
+// One step kernel updates the gates of one time step for the whole batch (B rows x H units);
+// the matrix products around it (input projections of all steps, the per-step recurrent
+// product) run through each backend's GEMM.
+//
+// Gate blocks of a layer's (B, G*H) gate row, in order:
+//   single gate  G = 1: a                      h = act(a)
+//   LSTM         G = 4: i, f, g, o             c = f*c' + i*g, h = o*tanh(c)   (peephole: i, f see c', o sees c)
+//   GRU          G = 3: r, z, n                n = tanh(Wn x + Un (r*h') + bn), h = (1-z)*n + z*h'
+//   MGU          G = 2: f, n                   n = tanh(Wn x + Un (f*h') + bn), h = (1-f)*h' + f*n
+// flip_output_gates swaps the two weights of the GRU/MGU output mix.
+#pragma once
+#ifndef __METAL_VERSION__
+#include <stdint.h>
+#endif
+
+enum MnnRnnCell {
+  MNN_RNN_SINGLE_GATE = 0,
+  MNN_RNN_LSTM = 1,
+  MNN_RNN_GRU = 2,
+  MNN_RNN_MGU = 3,
+  MNN_RNN_CELL_COUNT = 4
+};
+
+enum MnnRnnActivation {
+  MNN_RNN_TANH = 0,
+  MNN_RNN_RELU = 1,
+  MNN_RNN_SIGMOID = 2,
+  MNN_RNN_ACTIVATION_COUNT = 3
+};
+
+struct MnnRnnStepParams {
+  uint32_t cell;        // MnnRnnCell
+  uint32_t activation;  // MnnRnnActivation (single gate only)
+  uint32_t batch;       // B rows
+  uint32_t hidden;      // H units
+  uint32_t gates;       // G blocks of H in a gate row (row stride G*H)
+  uint32_t peephole;    // LSTM: diagonal peephole weights (3, H) for i, f, o
+  uint32_t flip_output_gates;
+  uint32_t has_lengths; // rows b with time >= lengths[b] are inactive: state carried, output 0
+  int32_t time;         // the time index this step processes
+  uint32_t y_stride;    // elements between rows of the output y (D*H for D directions)
+  uint32_t pad0;
+  uint32_t pad1;
+};
+
+#ifndef MNN_SHARED_INLINE
+#if defined(__CUDACC__)
+#define MNN_SHARED_INLINE __host__ __device__ inline
+#else
+#define MNN_SHARED_INLINE inline
+#endif
+#endif
+
+// The number of gate blocks of a cell.
+MNN_SHARED_INLINE uint32_t mnn_rnn_gate_count(uint32_t cell) {
+  return cell == MNN_RNN_LSTM ? 4u : cell == MNN_RNN_GRU ? 3u : cell == MNN_RNN_MGU ? 2u : 1u;
+}
