@@ -226,6 +226,9 @@ void bind_graph(py::module_& m) {
 
   py::class_<Batch, std::shared_ptr<Batch>>(g, "Batch")
       .def("wait", &Batch::wait, py::call_guard<py::gil_scoped_release>())
+      .def("wait_for", [](const Batch& b, double seconds) { return b.event && b.event->wait_for(seconds); },
+           py::call_guard<py::gil_scoped_release>(), py::arg("seconds"),
+           "Waits at most `seconds`; True when the batch has finished (errors are raised by wait()).")
       .def("done", &Batch::done)
       .def_readonly("index", &Batch::index)
       .def("error", [](const Batch& b) -> py::object {

@@ -1,4 +1,6 @@
 #include "metalnn/core/stream.h"
+
+#include <chrono>
 #ifdef METALNN_HAS_CUDA
 #include "metalnn/backend/cuda/stream.h"
 #endif
@@ -19,6 +21,11 @@ void Event::wait() const {
   std::unique_lock<std::mutex> lock(mutex_);
   cv_.wait(lock, [&] { return done_; });
   if (error_) std::rethrow_exception(error_);
+}
+
+bool Event::wait_for(double seconds) const {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return cv_.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return done_; });
 }
 
 std::exception_ptr Event::error() const {

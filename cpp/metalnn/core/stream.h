@@ -24,6 +24,8 @@ class Event {
   bool done() const;
   // Blocks until complete; rethrows the first error raised by a command.
   void wait() const;
+  // Waits at most `seconds`; true when complete (errors are left for wait()).
+  bool wait_for(double seconds) const;
   std::exception_ptr error() const;
   // Runs `cb` on completion, before wait() returns (at once if already done). A callback
   // must not wait() on its own event.

@@ -97,7 +97,12 @@ class BatchHandle:
         return self._batch.done()
 
     def wait(self) -> BatchHandle:
-        """Blocks until the batch has run; raises the error a kernel raised in it."""
+        """Blocks until the batch has run; raises the error a kernel raised in it.
+
+        Waits in short slices so Ctrl-C raises KeyboardInterrupt promptly; the batch itself
+        still runs to its end (weights are never left half-updated)."""
+        while not self._batch.wait_for(0.05):
+            pass
         self._batch.wait()
         return self
 
