@@ -14,3 +14,11 @@ struct MnnPool2dParams {
   int32_t pad_top, pad_bottom, pad_left, pad_right;
   uint32_t count_include_pad;  // average pooling: 1 divides by kernel_h*kernel_w, 0 by real elements
 };
+
+// Dilated max pooling and L2-norm pooling: the window of `pool` with taps dilation apart, so
+// window (oh, ow) reads rows oh*stride_h - pad_top + kh*dilation_h for kh < kernel_h (likewise
+// columns); taps outside the input are padding. Dilation 1 is the plain window.
+struct MnnPool2dDilatedParams {
+  MnnPool2dParams pool;
+  int32_t dilation_h, dilation_w;
+};

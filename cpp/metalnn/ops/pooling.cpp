@@ -44,7 +44,44 @@ MnnPool2dParams image_params(const Shape& in, int64_t out_h, int64_t out_w) {
   return p;
 }
 
+// Whether a window starting at `start` with k taps `d` apart reads a position in [0, size).
+bool has_tap(int64_t start, int64_t k, int64_t d, int64_t size) {
+  int64_t first = start >= 0 ? 0 : (-start + d - 1) / d;  // first tap at or after 0
+  return first < k && start + first * d < size;
+}
+
+// Output size along one axis of a dilated window; every window must read the input.
+int64_t dilated_extent(const char* op, const char* axis, int64_t size, int64_t k, int64_t s, int64_t d, int64_t lo,
+                       int64_t hi) {
+  const int64_t ext = d * (k - 1) + 1;
+  if (size + lo + hi < ext)
+    fail(ErrorKind::Value, op, "the dilated kernel (", ext, " ", axis, ") is larger than the padded input (",
+         size + lo + hi, ")");
+  const int64_t out = (size + lo + hi - ext) / s + 1;
+  for (int64_t o = 0; o < out; ++o)
+    if (!has_tap(o * s - lo, k, d, size))
+      fail(ErrorKind::Value, op, "padding and dilation leave window ", o, " along the ", axis,
+           " with only padding (input ", size, ", kernel ", k, ", stride ", s, ", dilation ", d, ")");
+  return out;
+}
+
+// The shared part of the max-pooling forwards (plain and dilated).
+std::pair<Tensor, std::shared_ptr<MaxPool2dState>> max_pool(const char* op, const Tensor& x,
+                                                            const Pool2dDescriptor& desc);
+
 }  // namespace
+
+Pool2dDescriptor Pool2dDescriptor::make_dilated(const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
+                                                const std::vector<int64_t>& padding,
+                                                const std::vector<int64_t>& dilation, const char* op) {
+  Pool2dDescriptor d = make(kernel, stride, padding, true, op);
+  positive_pair(op, "dilation", dilation, d.dilation_h, d.dilation_w);
+  if (d.dilation_h > INT32_MAX / 4 || d.dilation_w > INT32_MAX / 4)
+    fail(ErrorKind::Value, op, "dilation must be < 2^29, got ", tuple_str(dilation));
+  if (d.dilation_h * (d.kernel_h - 1) > INT32_MAX / 4 || d.dilation_w * (d.kernel_w - 1) > INT32_MAX / 4)
+    fail(ErrorKind::Value, op, "dilation * (kernel_size - 1) must be < 2^29");
+  return d;
+}
 
 Pool2dDescriptor Pool2dDescriptor::make(const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
                                         const std::vector<int64_t>& padding, bool count_include_pad,
@@ -74,6 +111,9 @@ Pool2dDescriptor Pool2dDescriptor::make(const std::vector<int64_t>& kernel, cons
 }
 
 Shape Pool2dDescriptor::output_shape(const Shape& in, const char* op) const {
+  if (dilated())
+    return {in[0], in[1], dilated_extent(op, "height", in[2], kernel_h, stride_h, dilation_h, pad_top, pad_bottom),
+            dilated_extent(op, "width", in[3], kernel_w, stride_w, dilation_w, pad_left, pad_right)};
   int64_t hp = in[2] + pad_top + pad_bottom, wp = in[3] + pad_left + pad_right;
   if (hp < kernel_h || wp < kernel_w)
     fail(ErrorKind::Value, op, "kernel_size (", kernel_h, ", ", kernel_w, ") is larger than the padded input (",
@@ -104,9 +144,29 @@ MnnPool2dParams Pool2dDescriptor::params(const Shape& in, const Shape& out) cons
   return p;
 }
 
+MnnPool2dDilatedParams Pool2dDescriptor::dilated_params(const Shape& in, const Shape& out) const {
+  MnnPool2dDilatedParams p{};
+  p.pool = params(in, out);
+  p.dilation_h = (int32_t)dilation_h;
+  p.dilation_w = (int32_t)dilation_w;
+  return p;
+}
+
 std::pair<Tensor, std::shared_ptr<MaxPool2dState>> max_pool2d_forward(const Tensor& x,
                                                                         const Pool2dDescriptor& desc) {
-  const char* op = "max_pool2d_forward";
+  Pool2dDescriptor plain = desc;
+  plain.dilation_h = plain.dilation_w = 1;
+  return max_pool("max_pool2d_forward", x, plain);
+}
+
+std::pair<Tensor, std::shared_ptr<MaxPool2dState>> dilated_max_pool2d_forward(const Tensor& x,
+                                                                                const Pool2dDescriptor& desc) {
+  return max_pool("dilated_max_pool2d_forward", x, desc);
+}
+
+namespace {
+std::pair<Tensor, std::shared_ptr<MaxPool2dState>> max_pool(const char* op, const Tensor& x,
+                                                            const Pool2dDescriptor& desc) {
   check::rank(op, "x", x, 4, kImage);
   check::floating(op, "x", x);
   check_input(op, "x", x.shape());
@@ -118,11 +178,21 @@ std::pair<Tensor, std::shared_ptr<MaxPool2dState>> max_pool2d_forward(const Tens
   Tensor y = Tensor::empty(out, x.dtype(), x.device());
   auto p = desc.params(x.shape(), out);
   state->params = p;
+  if (desc.dilated()) {
+    auto dp = desc.dilated_params(x.shape(), out);
+    state->dilation_h = dp.dilation_h;
+    state->dilation_w = dp.dilation_w;
+    dispatch(op, x.device(), [&] { cpu::dilated_max_pool2d_forward(x, y, state->argmax, dp); },
+             [&] { metal::dilated_max_pool2d_forward(x, y, state->argmax, dp); },
+             cuda_kernel([&] { cuda::dilated_max_pool2d_forward(x, y, state->argmax, dp); }));
+    return {y, state};
+  }
   dispatch(op, x.device(), [&] { cpu::max_pool2d_forward(x, y, state->argmax, p); },
            [&] { metal::max_pool2d_forward(x, y, state->argmax, p); },
            cuda_kernel([&] { cuda::max_pool2d_forward(x, y, state->argmax, p); }));
   return {y, state};
 }
+}  // namespace
 
 Tensor max_pool2d_backward(const Tensor& dy, const std::shared_ptr<State>& state) {
   const char* op = "max_pool2d_backward";
@@ -135,6 +205,14 @@ Tensor max_pool2d_backward(const Tensor& dy, const std::shared_ptr<State>& state
   check::same_device(op, "dy", dy, "state", s.argmax);
   Tensor dx = Tensor::empty(s.input_shape, dy.dtype(), dy.device());
   MnnPool2dParams p = image_params(s.input_shape, dy.dim(2), dy.dim(3));
+  if (s.dilation_h != 1 || s.dilation_w != 1) {
+    // The GPU gathers over the forward's dilated windows; the CPU scatters by argmax.
+    MnnPool2dDilatedParams dp{s.params, s.dilation_h, s.dilation_w};
+    dispatch(op, dy.device(), [&] { cpu::max_pool2d_backward(dy, s.argmax, dx, p); },
+             [&] { metal::dilated_max_pool2d_backward(dy, s.argmax, dx, dp); },
+             cuda_kernel([&] { cuda::dilated_max_pool2d_backward(dy, s.argmax, dx, dp); }));
+    return dx;
+  }
   dispatch(op, dy.device(), [&] { cpu::max_pool2d_backward(dy, s.argmax, dx, p); },
            [&] { metal::max_pool2d_backward(dy, s.argmax, dx, s.params); },
            cuda_kernel([&] { cuda::max_pool2d_backward(dy, s.argmax, dx, s.params); }));
@@ -169,6 +247,38 @@ Tensor avg_pool2d_backward(const Tensor& dy, const Shape& input_shape, const Poo
   dispatch(op, dy.device(), [&] { cpu::avg_pool2d_backward(dy, dx, p); },
            [&] { metal::avg_pool2d_backward(dy, dx, p); },
            cuda_kernel([&] { cuda::avg_pool2d_backward(dy, dx, p); }));
+  return dx;
+}
+
+Tensor l2_pool2d_forward(const Tensor& x, const Pool2dDescriptor& desc) {
+  const char* op = "l2_pool2d_forward";
+  check::rank(op, "x", x, 4, kImage);
+  check::floating(op, "x", x);
+  check_input(op, "x", x.shape());
+  Shape out = desc.output_shape(x.shape(), op);
+  Tensor y = Tensor::empty(out, x.dtype(), x.device());
+  auto p = desc.dilated_params(x.shape(), out);
+  dispatch(op, x.device(), [&] { cpu::l2_pool2d_forward(x, y, p); }, [&] { metal::l2_pool2d_forward(x, y, p); },
+           cuda_kernel([&] { cuda::l2_pool2d_forward(x, y, p); }));
+  return y;
+}
+
+Tensor l2_pool2d_backward(const Tensor& dy, const Tensor& x, const Tensor& y, const Pool2dDescriptor& desc) {
+  const char* op = "l2_pool2d_backward";
+  check::rank(op, "x", x, 4, kImage);
+  check::floating(op, "x", x);
+  check_input(op, "x", x.shape());
+  check::rank(op, "dy", dy, 4, kImage);
+  check::same_dtype(op, "dy", dy, "x", x);
+  check::same_device(op, "dy", dy, "x", x);
+  Shape out = desc.output_shape(x.shape(), op);
+  check::shape(op, "dy", dy, out);
+  check::like(op, "y", y, "dy", dy);
+  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+  auto p = desc.dilated_params(x.shape(), out);
+  dispatch(op, x.device(), [&] { cpu::l2_pool2d_backward(dy, x, y, dx, p); },
+           [&] { metal::l2_pool2d_backward(dy, x, y, dx, p); },
+           cuda_kernel([&] { cuda::l2_pool2d_backward(dy, x, y, dx, p); }));
   return dx;
 }
 

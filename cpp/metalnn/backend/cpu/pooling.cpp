@@ -1,6 +1,7 @@
 #include "metalnn/backend/cpu/pooling.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -387,7 +388,152 @@ bool is_2x2_s2(const MnnPool2dParams& p) {
          p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0;
 }
 
+// Taps [lo, hi) of a dilated window along one axis that land inside [0, size); the window of
+// output o starts at o * stride - pad.
+struct Taps {
+  int lo, hi, start;
+};
+
+inline Taps taps(int o, int stride, int pad, int k, int d, int size) {
+  const int start = o * stride - pad;
+  int lo = start >= 0 ? 0 : (-start + d - 1) / d;
+  int hi = start + (k - 1) * d < size ? k : (size - 1 - start) / d + 1;
+  if (size - 1 - start < 0) hi = 0;
+  return {lo, hi < lo ? lo : hi, start};
+}
+
+// Per-axis tap ranges of every output row / column (the same for all planes).
+std::vector<Taps> axis_taps(int out, int stride, int pad, int k, int d, int size) {
+  std::vector<Taps> t((size_t)out);
+  for (int o = 0; o < out; ++o) t[(size_t)o] = taps(o, stride, pad, k, d, size);
+  return t;
+}
+
+struct DilatedWindows {
+  std::vector<Taps> rows, cols;
+  explicit DilatedWindows(const MnnPool2dDilatedParams& dp)
+      : rows(axis_taps(dp.pool.out_h, dp.pool.stride_h, dp.pool.pad_top, dp.pool.kernel_h, dp.dilation_h, dp.pool.h)),
+        cols(axis_taps(dp.pool.out_w, dp.pool.stride_w, dp.pool.pad_left, dp.pool.kernel_w, dp.dilation_w,
+                       dp.pool.w)) {}
+};
+
+void dilated_max_plane(const float* x, float* y, int32_t* arg, const DilatedWindows& win,
+                       const MnnPool2dDilatedParams& dp) {
+  const MnnPool2dParams& p = dp.pool;
+  for (int oh = 0; oh < p.out_h; ++oh) {
+    const Taps& r = win.rows[(size_t)oh];
+    for (int ow = 0; ow < p.out_w; ++ow) {
+      const Taps& c = win.cols[(size_t)ow];
+      float m = 0.f;
+      int32_t b = -1;
+      // Row-major window order: the first maximum wins, a NaN wins.
+      for (int kh = r.lo; kh < r.hi; ++kh) {
+        const int h = r.start + kh * dp.dilation_h;
+        const float* row = x + (int64_t)h * p.w;
+        for (int kw = c.lo; kw < c.hi; ++kw) {
+          const int w = c.start + kw * dp.dilation_w;
+          const float v = row[w];
+          if (b < 0 || takes(v, m)) {
+            m = v;
+            b = h * p.w + w;
+          }
+        }
+      }
+      y[(int64_t)oh * p.out_w + ow] = m;
+      arg[(int64_t)oh * p.out_w + ow] = b;
+    }
+  }
+}
+
+void l2_plane(const float* x, float* y, const DilatedWindows& win, const MnnPool2dDilatedParams& dp) {
+  const MnnPool2dParams& p = dp.pool;
+  for (int oh = 0; oh < p.out_h; ++oh) {
+    const Taps& r = win.rows[(size_t)oh];
+    for (int ow = 0; ow < p.out_w; ++ow) {
+      const Taps& c = win.cols[(size_t)ow];
+      float acc = 0.f;
+      for (int kh = r.lo; kh < r.hi; ++kh) {
+        const float* row = x + (int64_t)(r.start + kh * dp.dilation_h) * p.w + c.start;
+        for (int kw = c.lo; kw < c.hi; ++kw) {
+          const float v = row[kw * dp.dilation_w];
+          acc += v * v;
+        }
+      }
+      y[(int64_t)oh * p.out_w + ow] = std::sqrt(acc);
+    }
+  }
+}
+
+// dx = x * s, s[i] = sum over the windows holding i of dy / y, added in output order.
+void l2_backward_plane(const float* gy, const float* x, const float* y, float* gx, float* s,
+                       const DilatedWindows& win, const MnnPool2dDilatedParams& dp) {
+  const MnnPool2dParams& p = dp.pool;
+  const int64_t plane = (int64_t)p.h * p.w;
+  std::memset(s, 0, sizeof(float) * (size_t)plane);
+  for (int oh = 0; oh < p.out_h; ++oh) {
+    const Taps& r = win.rows[(size_t)oh];
+    for (int ow = 0; ow < p.out_w; ++ow) {
+      const Taps& c = win.cols[(size_t)ow];
+      const int64_t o = (int64_t)oh * p.out_w + ow;
+      // y = 0 only when every tap is 0: the (sub)gradient 0 is taken there.
+      const float q = y[o] != 0.f ? gy[o] / y[o] : 0.f;
+      for (int kh = r.lo; kh < r.hi; ++kh) {
+        float* row = s + (int64_t)(r.start + kh * dp.dilation_h) * p.w + c.start;
+        for (int kw = c.lo; kw < c.hi; ++kw) row[kw * dp.dilation_w] += q;
+      }
+    }
+  }
+  for (int64_t i = 0; i < plane; ++i) gx[i] = x[i] * s[i];
+}
+
 }  // namespace
+
+void dilated_max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax,
+                                const MnnPool2dDilatedParams& dp) {
+  const MnnPool2dParams& p = dp.pool;
+  const int64_t in_plane = (int64_t)p.h * p.w, out_plane = (int64_t)p.out_h * p.out_w;
+  const DilatedWindows win(dp);
+  parallel_for((int64_t)p.n * p.c, plane_grain(in_plane), [&](int64_t b, int64_t e) {
+    PlaneIn in(x, in_plane);
+    PlaneOut out(y, out_plane);
+    for (int64_t i = b; i < e; ++i) {
+      dilated_max_plane(in.get(i), out.get(i), argmax.data<int32_t>() + i * out_plane, win, dp);
+      out.commit(i);
+    }
+  });
+}
+
+void l2_pool2d_forward(const Tensor& x, const Tensor& y, const MnnPool2dDilatedParams& dp) {
+  const MnnPool2dParams& p = dp.pool;
+  const int64_t in_plane = (int64_t)p.h * p.w, out_plane = (int64_t)p.out_h * p.out_w;
+  const DilatedWindows win(dp);
+  parallel_for((int64_t)p.n * p.c, plane_grain(in_plane), [&](int64_t b, int64_t e) {
+    PlaneIn in(x, in_plane);
+    PlaneOut out(y, out_plane);
+    for (int64_t i = b; i < e; ++i) {
+      l2_plane(in.get(i), out.get(i), win, dp);
+      out.commit(i);
+    }
+  });
+}
+
+void l2_pool2d_backward(const Tensor& dy, const Tensor& x, const Tensor& y, const Tensor& dx,
+                        const MnnPool2dDilatedParams& dp) {
+  const MnnPool2dParams& p = dp.pool;
+  const int64_t in_plane = (int64_t)p.h * p.w, out_plane = (int64_t)p.out_h * p.out_w;
+  const DilatedWindows win(dp);
+  parallel_for((int64_t)p.n * p.c, plane_grain(in_plane), [&](int64_t b, int64_t e) {
+    PlaneIn g(dy, out_plane), yin(y, out_plane), xin(x, in_plane);
+    PlaneOut out(dx, in_plane);
+    std::vector<float> s((size_t)in_plane);
+    for (int64_t i = b; i < e; ++i) {
+      const float* gy = g.get(i);
+      const float* yv = yin.get(i);
+      l2_backward_plane(gy, xin.get(i), yv, out.get(i), s.data(), win, dp);
+      out.commit(i);
+    }
+  });
+}
 
 void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, const MnnPool2dParams& p) {
   const int64_t in_plane = (int64_t)p.h * p.w, out_plane = (int64_t)p.out_h * p.out_w;

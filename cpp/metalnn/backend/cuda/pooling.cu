@@ -103,7 +103,173 @@ __global__ void avg_backward_kernel(const S* dy, S* dx, MnnPool2dParams p) {
   }
 }
 
+// Taps [lo, hi) of a dilated window along one axis inside [0, size); start: the window start.
+struct Taps {
+  int lo, hi, start;
+};
+
+__device__ __forceinline__ Taps dilated_taps(int o, int stride, int pad, int k, int d, int size) {
+  const int start = o * stride - pad;
+  const int lo = start >= 0 ? 0 : (-start + d - 1) / d;
+  const int hi = size - 1 - start < 0 ? 0 : min(k, (size - 1 - start) / d + 1);
+  return {lo, max(hi, lo), start};
+}
+
+// Output along one axis whose window has input i as tap k, or -1.
+__device__ __forceinline__ int window_of_tap(int i, int k, int stride, int pad, int d, int out) {
+  const int t = i + pad - k * d;
+  if (t < 0 || t % stride != 0) return -1;
+  const int o = t / stride;
+  return o < out ? o : -1;
+}
+
+template <class S>
+__global__ void dilated_max_forward_kernel(const S* x, S* y, int32_t* arg, MnnPool2dDilatedParams dp) {
+  const MnnPool2dParams& p = dp.pool;
+  const int64_t total = (int64_t)p.n * p.c * p.out_h * p.out_w;
+  MNN_GRID_LOOP(i, total) {
+    int ow = (int)(i % p.out_w), oh = (int)((i / p.out_w) % p.out_h);
+    int64_t plane = i / ((int64_t)p.out_w * p.out_h);
+    const S* xp = x + plane * p.h * p.w;
+    Taps r = dilated_taps(oh, p.stride_h, p.pad_top, p.kernel_h, dp.dilation_h, p.h);
+    Taps c = dilated_taps(ow, p.stride_w, p.pad_left, p.kernel_w, dp.dilation_w, p.w);
+    float m = 0.f;
+    int32_t best = -1;
+    for (int kh = r.lo; kh < r.hi; ++kh) {
+      const int h = r.start + kh * dp.dilation_h;
+      for (int kw = c.lo; kw < c.hi; ++kw) {
+        const int w = c.start + kw * dp.dilation_w;
+        float v = load(xp, (int64_t)h * p.w + w);
+        if (best < 0 || ((m == m) & !(v <= m))) {
+          m = v;
+          best = h * p.w + w;
+        }
+      }
+    }
+    store(y, i, m);
+    arg[i] = best;
+  }
+}
+
+// One thread per input; taps from last to first visit the windows in output order.
+template <class S>
+__global__ void dilated_max_backward_kernel(const S* dy, const int32_t* arg, S* dx, MnnPool2dDilatedParams dp) {
+  const MnnPool2dParams& p = dp.pool;
+  const int64_t total = (int64_t)p.n * p.c * p.h * p.w;
+  MNN_GRID_LOOP(i, total) {
+    int w = (int)(i % p.w), h = (int)((i / p.w) % p.h);
+    int64_t ob = (i / ((int64_t)p.w * p.h)) * p.out_h * p.out_w;
+    int32_t me = h * p.w + w;
+    float acc = 0.f;
+    for (int kh = p.kernel_h - 1; kh >= 0; --kh) {
+      int oh = window_of_tap(h, kh, p.stride_h, p.pad_top, dp.dilation_h, p.out_h);
+      if (oh < 0) continue;
+      for (int kw = p.kernel_w - 1; kw >= 0; --kw) {
+        int ow = window_of_tap(w, kw, p.stride_w, p.pad_left, dp.dilation_w, p.out_w);
+        if (ow < 0) continue;
+        int64_t o = ob + (int64_t)oh * p.out_w + ow;
+        if (arg[o] == me) acc += load(dy, o);
+      }
+    }
+    store(dx, i, acc);
+  }
+}
+
+template <class S>
+__global__ void l2_forward_kernel(const S* x, S* y, MnnPool2dDilatedParams dp) {
+  const MnnPool2dParams& p = dp.pool;
+  const int64_t total = (int64_t)p.n * p.c * p.out_h * p.out_w;
+  MNN_GRID_LOOP(i, total) {
+    int ow = (int)(i % p.out_w), oh = (int)((i / p.out_w) % p.out_h);
+    const S* xp = x + (i / ((int64_t)p.out_w * p.out_h)) * p.h * p.w;
+    Taps r = dilated_taps(oh, p.stride_h, p.pad_top, p.kernel_h, dp.dilation_h, p.h);
+    Taps c = dilated_taps(ow, p.stride_w, p.pad_left, p.kernel_w, dp.dilation_w, p.w);
+    float acc = 0.f;
+    for (int kh = r.lo; kh < r.hi; ++kh) {
+      const int64_t row = (int64_t)(r.start + kh * dp.dilation_h) * p.w + c.start;
+      for (int kw = c.lo; kw < c.hi; ++kw) {
+        float v = load(xp, row + kw * dp.dilation_w);
+        acc += v * v;
+      }
+    }
+    store(y, i, sqrtf(acc));
+  }
+}
+
+// dx = x * (sum over the windows holding x of dy / y, 0 where y == 0), in output order.
+template <class S>
+__global__ void l2_backward_kernel(const S* dy, const S* x, const S* y, S* dx, MnnPool2dDilatedParams dp) {
+  const MnnPool2dParams& p = dp.pool;
+  const int64_t total = (int64_t)p.n * p.c * p.h * p.w;
+  MNN_GRID_LOOP(i, total) {
+    int w = (int)(i % p.w), h = (int)((i / p.w) % p.h);
+    int64_t ob = (i / ((int64_t)p.w * p.h)) * p.out_h * p.out_w;
+    float acc = 0.f;
+    for (int kh = p.kernel_h - 1; kh >= 0; --kh) {
+      int oh = window_of_tap(h, kh, p.stride_h, p.pad_top, dp.dilation_h, p.out_h);
+      if (oh < 0) continue;
+      for (int kw = p.kernel_w - 1; kw >= 0; --kw) {
+        int ow = window_of_tap(w, kw, p.stride_w, p.pad_left, dp.dilation_w, p.out_w);
+        if (ow < 0) continue;
+        int64_t o = ob + (int64_t)oh * p.out_w + ow;
+        float yo = load(y, o);
+        acc += yo != 0.f ? load(dy, o) / yo : 0.f;
+      }
+    }
+    store(dx, i, load(x, i) * acc);
+  }
+}
+
 }  // namespace
+
+void dilated_max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax,
+                                const MnnPool2dDilatedParams& p) {
+  int64_t n = y.numel();
+  auto s = current_stream();
+  if (x.dtype() == DType::float16)
+    dilated_max_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<__half>(), y.data<__half>(),
+                                                              argmax.data<int32_t>(), p);
+  else
+    dilated_max_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<float>(), y.data<float>(),
+                                                              argmax.data<int32_t>(), p);
+  check_launch("dilated_max_pool2d_forward");
+}
+
+void dilated_max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& dx,
+                                 const MnnPool2dDilatedParams& p) {
+  int64_t n = dx.numel();
+  auto s = current_stream();
+  if (dy.dtype() == DType::float16)
+    dilated_max_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<__half>(), argmax.data<int32_t>(),
+                                                               dx.data<__half>(), p);
+  else
+    dilated_max_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<float>(), argmax.data<int32_t>(),
+                                                               dx.data<float>(), p);
+  check_launch("max_pool2d_backward");
+}
+
+void l2_pool2d_forward(const Tensor& x, const Tensor& y, const MnnPool2dDilatedParams& p) {
+  int64_t n = y.numel();
+  auto s = current_stream();
+  if (x.dtype() == DType::float16)
+    l2_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<__half>(), y.data<__half>(), p);
+  else
+    l2_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<float>(), y.data<float>(), p);
+  check_launch("l2_pool2d_forward");
+}
+
+void l2_pool2d_backward(const Tensor& dy, const Tensor& x, const Tensor& y, const Tensor& dx,
+                        const MnnPool2dDilatedParams& p) {
+  int64_t n = dx.numel();
+  auto s = current_stream();
+  if (dy.dtype() == DType::float16)
+    l2_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<__half>(), x.data<__half>(), y.data<__half>(),
+                                                      dx.data<__half>(), p);
+  else
+    l2_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<float>(), x.data<float>(), y.data<float>(),
+                                                      dx.data<float>(), p);
+  check_launch("l2_pool2d_backward");
+}
 
 void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, const MnnPool2dParams& p) {
   int64_t n = y.numel();

@@ -1,4 +1,4 @@
-// Max / average pooling encoders (kernels in cpp/kernels/pooling.metal). Forward kernels
+// Max / average / dilated max / L2-norm pooling encoders (kernels in cpp/kernels/pooling.metal). Forward kernels
 // run one thread per output element, backward kernels one per input element (gather).
 #pragma once
 #include "kernels/pooling_params.h"
@@ -11,5 +11,12 @@ void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, 
 void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& dx, const MnnPool2dParams& p);
 void avg_pool2d_forward(const Tensor& x, const Tensor& y, const MnnPool2dParams& p);
 void avg_pool2d_backward(const Tensor& dy, const Tensor& dx, const MnnPool2dParams& p);
+void dilated_max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax,
+                                const MnnPool2dDilatedParams& p);
+void dilated_max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& dx,
+                                 const MnnPool2dDilatedParams& p);
+void l2_pool2d_forward(const Tensor& x, const Tensor& y, const MnnPool2dDilatedParams& p);
+void l2_pool2d_backward(const Tensor& dy, const Tensor& x, const Tensor& y, const Tensor& dx,
+                        const MnnPool2dDilatedParams& p);
 
 }  // namespace metalnn::metal
