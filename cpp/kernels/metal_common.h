@@ -77,6 +77,14 @@ inline float mnn_threadgroup_sum(float v, threadgroup float* partial, uint lane,
 // neuron_params.h in float32 (neuron.metal's forward uses it too).
 #include "neuron_params.h"
 
+inline float mnn_softplus(float z) { return z > 20.0f ? z : mnn_log1p(exp(z)); }  // no overflow for large z
+
+// Exponential c^z = exp(k z) with k = ln c; logarithm log_c z = k ln z with k = 1 / ln c; c = -1 means e.
+inline float mnn_neuron_base(constant MnnNeuronParams& p) {
+  if (p.c == -1.0f) return 1.0f;
+  return p.type == MNN_NEURON_LOGARITHM ? 1.0f / log(p.c) : log(p.c);
+}
+
 inline float mnn_neuron(float x, constant MnnNeuronParams& p) {
   const float a = p.a, b = p.b;
   switch (p.type) {
@@ -90,16 +98,20 @@ inline float mnn_neuron(float x, constant MnnNeuronParams& p) {
     case MNN_NEURON_TANH: return a * tanh(b * x);
     case MNN_NEURON_LINEAR: return a * x + b;
     case MNN_NEURON_ABSOLUTE: return fabs(x);
-    case MNN_NEURON_SOFTPLUS: {
-      float z = b * x;  // log(1 + exp(z)) without overflow for large z
-      return a * (z > 20.0f ? z : mnn_log1p(exp(z)));
-    }
+    case MNN_NEURON_SOFTPLUS: return a * mnn_softplus(b * x);
     case MNN_NEURON_ELU: return x >= 0.0f ? x : a * mnn_expm1(x);
     case MNN_NEURON_RELUN: {
       float r = x >= 0.0f ? x : a * x;
       return b < r ? b : r;
     }
     case MNN_NEURON_GELU: return 0.5f * x * (1.0f + mnn_erf(x * 0.70710678118654752f));
+    case MNN_NEURON_SOFTSIGN: return x / (1.0f + fabs(x));
+    case MNN_NEURON_POWER: return pow(a * x + b, p.c);  // C99 pow: NaN for a negative base, fractional c
+    case MNN_NEURON_EXPONENTIAL: return exp(mnn_neuron_base(p) * (a * x + b));
+    case MNN_NEURON_LOGARITHM: return mnn_neuron_base(p) * log(a * x + b);
+    case MNN_NEURON_SILU: return x * mnn_sigmoid(x);
+    case MNN_NEURON_MISH: return x * tanh(mnn_softplus(x));
+    case MNN_NEURON_SELU: return b * (x >= 0.0f ? x : a * mnn_expm1(x));
     default: return x;
   }
 }

@@ -25,4 +25,12 @@ Tensor neuron_forward(const Tensor& x, const NeuronDescriptor& desc);
 // dx = dy * f'(x); x is the forward input.
 Tensor neuron_backward(const Tensor& dy, const Tensor& x, const NeuronDescriptor& desc);
 
+// PReLU with learned per-channel slopes (MPSCNNNeuronPReLU): x is (N, C, ...) of rank >= 2,
+// slopes (C,) of x's dtype and device. y = x >= 0 ? x : slopes[c] * x.
+Tensor prelu_forward(const Tensor& x, const Tensor& slopes);
+// dx = dy * (x >= 0 ? 1 : slopes[c]).
+Tensor prelu_backward_input(const Tensor& dy, const Tensor& x, const Tensor& slopes);
+// dslopes[c] = sum over every (n, ...) of dy * (x >= 0 ? 0 : x), shape (C,).
+Tensor prelu_backward_slopes(const Tensor& dy, const Tensor& x);
+
 }  // namespace metalnn

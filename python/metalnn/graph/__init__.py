@@ -27,6 +27,9 @@ from .nodes import (
     SoftmaxCrossEntropyLossNode,
     SoftmaxNode,
 )
+from .data_source_neuron import PReLUSlopes
+from .nodes import NeuronMishNode, NeuronSELUNode, NeuronSiLUNode, NeuronSoftSignNode
+from .nodes_neuron import NeuronExponentialNode, NeuronLogarithmNode, NeuronPowerNode, NeuronPReLUNode
 from .padding import Padding
 
 __all__ = [
@@ -35,4 +38,8 @@ __all__ = [
     "NeuronGeLUNode", "NeuronHardSigmoidNode", "NeuronLeakyReLUNode", "NeuronLinearNode", "NeuronNode",
     "NeuronReLUNNode", "NeuronReLUNode", "NeuronSigmoidNode", "NeuronSoftPlusNode", "NeuronTanHNode", "Padding",
     "PoolingAverageNode", "PoolingMaxNode", "SoftmaxCrossEntropyLossNode", "SoftmaxNode",
+]
+__all__ += [
+    "NeuronExponentialNode", "NeuronLogarithmNode", "NeuronMishNode", "NeuronPowerNode", "NeuronPReLUNode",
+    "NeuronSELUNode", "NeuronSiLUNode", "NeuronSoftSignNode", "PReLUSlopes",
 ]

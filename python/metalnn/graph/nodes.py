@@ -260,6 +260,11 @@ NeuronSoftPlusNode = _neuron_class("NeuronSoftPlusNode", "softplus", "a * log(1 
 NeuronELUNode = _neuron_class("NeuronELUNode", "elu", "x if x >= 0 else a*(exp(x) - 1).")
 NeuronReLUNNode = _neuron_class("NeuronReLUNNode", "relun", "min(x if x >= 0 else a*x, b).")
 NeuronGeLUNode = _neuron_class("NeuronGeLUNode", "gelu", "x * Phi(x).")
+NeuronSoftSignNode = _neuron_class("NeuronSoftSignNode", "softsign", "x / (1 + |x|).")
+NeuronSiLUNode = _neuron_class("NeuronSiLUNode", "silu", "x * sigmoid(x).")
+NeuronMishNode = _neuron_class("NeuronMishNode", "mish", "x * tanh(log(1 + exp(x))).")
+NeuronSELUNode = _neuron_class("NeuronSELUNode", "selu",
+                               "b * (x if x >= 0 else a*(exp(x) - 1)) (a=1.6732632, b=1.0507010).")
 
 
 class DropoutNode(FilterNode):
