@@ -1,5 +1,6 @@
 """The graph API: image nodes, filter nodes, gradient nodes and graphs (as MPSNNGraph)."""
 
+from .data_source_neuron import PReLUSlopes
 from .graph import BatchHandle, Graph
 from .nodes import (
     AdditionNode,
@@ -16,19 +17,21 @@ from .nodes import (
     NeuronHardSigmoidNode,
     NeuronLeakyReLUNode,
     NeuronLinearNode,
+    NeuronMishNode,
     NeuronNode,
     NeuronReLUNNode,
     NeuronReLUNode,
+    NeuronSELUNode,
     NeuronSigmoidNode,
+    NeuronSiLUNode,
     NeuronSoftPlusNode,
+    NeuronSoftSignNode,
     NeuronTanHNode,
     PoolingAverageNode,
     PoolingMaxNode,
     SoftmaxCrossEntropyLossNode,
     SoftmaxNode,
 )
-from .data_source_neuron import PReLUSlopes
-from .nodes import NeuronMishNode, NeuronSELUNode, NeuronSiLUNode, NeuronSoftSignNode
 from .nodes_neuron import NeuronExponentialNode, NeuronLogarithmNode, NeuronPowerNode, NeuronPReLUNode
 from .padding import Padding
 
