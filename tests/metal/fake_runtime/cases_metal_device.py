@@ -1,0 +1,340 @@
+"""Metal backend end to end on the fake Metal runtime: every op on mnn.Tensor(device="metal")
+against the CPU backend (odd sizes, float32 and float16), the optimizers, and the digit
+network's training graph.
+
+Not collected by the plain suite (the file name does not start with test_):
+tests/test_metal_fake_runtime.py builds metalnn._core with the Metal backend against the
+fake runtime and runs this file with METALNN_BUILD_DIR pointing at that build. The same
+cases hold on a Mac (`pytest tests/metal/fake_runtime/cases_metal_device.py`), where they
+run on the real GPU.
+"""
+
+import ctypes
+import os
+
+import numpy as np
+import pytest
+
+import metalnn as mnn
+
+HAS_METAL = any(d.type == "metal" for d in mnn.available_devices())
+pytestmark = pytest.mark.skipif(not HAS_METAL, reason="no Metal device in this build (see test_metal_fake_runtime)")
+
+NEURONS = ["none", "relu", "leaky_relu", "sigmoid", "hard_sigmoid", "tanh", "linear", "absolute", "softplus",
+           "elu", "relun", "gelu"]
+DTYPES = ["float32", "float16"]
+TOL = {"float32": (1e-6, 2e-6), "float16": (1e-3, 2e-3)}
+# GEMM-based ops sum in another order than the CPU's BLAS.
+GEMM_TOL = {"float32": (2e-4, 2e-4), "float16": (2e-2, 1e-2)}
+
+
+def _fake_runtime():
+    """The fake runtime's library when this process runs on it (None on a Mac)."""
+    try:
+        return ctypes.CDLL("libfake_metal.so", mode=os.RTLD_NOLOAD)
+    except OSError:
+        return None
+
+
+def _dispatches(kernel_prefix: str) -> int:
+    """Dispatches of kernels whose name starts with kernel_prefix that the fake GPU ran (-1 on a Mac)."""
+    lib = _fake_runtime()
+    if lib is None:
+        return -1
+    lib.fakert_dispatch_summary.restype = ctypes.c_void_p
+    p = lib.fakert_dispatch_summary()
+    text = ctypes.string_at(p).decode()
+    ctypes.CDLL(None).free(ctypes.c_void_p(p))
+    return sum(int(n) for line in text.splitlines() for name, n in [line.split()] if name.startswith(kernel_prefix))
+
+
+class ran:
+    """Asserts the block dispatched at least one kernel named kernel_prefix* on the fake GPU,
+    so a Metal branch silently falling back to the CPU cannot pass."""
+
+    def __init__(self, kernel_prefix: str):
+        self.prefix = kernel_prefix
+
+    def __enter__(self):
+        self.before = _dispatches(self.prefix)
+
+    def __exit__(self, *exc):
+        if exc[0] is None and self.before >= 0:
+            assert _dispatches(self.prefix) > self.before, f"no {self.prefix}* kernel ran on the fake GPU"
+
+
+def _data(shape, dtype, seed=0, scale=3.0):
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32) * scale
+    return x.astype(dtype)
+
+
+def _mtl(a):
+    return mnn.Tensor(a, device="metal")
+
+
+def _close(got, ref, dtype):
+    atol, rtol = TOL[dtype]
+    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(ref, np.float64), atol=atol, rtol=rtol,
+                               equal_nan=True)
+
+
+def _close_tol(got, ref, tol):
+    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(ref, np.float64), atol=tol[0], rtol=tol[1],
+                               equal_nan=True)
+
+
+def test_tensor_round_trip():
+    a = _data((3, 5, 7), "float32")
+    t = _mtl(a)
+    assert t.device.type == "metal" and t.shape == (3, 5, 7) and t.dtype == "float32"
+    np.testing.assert_array_equal(t.numpy(), a)
+    h = mnn.Tensor(a, dtype="float16", device="metal")
+    np.testing.assert_array_equal(h.numpy(), a.astype(np.float16))
+    a[:] = 0
+    assert np.any(t.numpy() != 0)
+
+
+def test_empty_tensor():
+    y = mnn.ops.neuron_forward(_mtl(np.zeros((0, 3), np.float32)), "relu")
+    assert y.shape == (0, 3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", NEURONS)
+def test_neuron_forward_backward(name, dtype):
+    x = _data((3, 5, 7, 3), dtype, seed=1)
+    dy = _data(x.shape, dtype, seed=2, scale=1.0)
+    x.flat[7] = np.nan
+    with ran("neuron_forward"):
+        y = mnn.ops.neuron_forward(_mtl(x), name)
+    assert y.device.type == "metal"
+    _close(y.numpy(), mnn.ops.neuron_forward(x, name), dtype)
+    with ran("neuron_backward"):
+        dx = mnn.ops.neuron_backward(_mtl(dy), _mtl(x), name)
+    _close(dx.numpy(), mnn.ops.neuron_backward(dy, x, name), dtype)
+
+
+def test_neuron_custom_coefficients():
+    x = _data((1001,), "float32", seed=3)
+    for name, kw in [("leaky_relu", {"a": 0.3}), ("tanh", {"a": 1.7, "b": 0.6}), ("relun", {"a": 0.1, "b": 1.5})]:
+        _close(mnn.ops.neuron_forward(_mtl(x), name, **kw).numpy(), mnn.ops.neuron_forward(x, name, **kw), "float32")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add(dtype):
+    a, b = _data((5, 7, 3), dtype, seed=30), _data((5, 7, 3), dtype, seed=31)
+    with ran("add_forward"):
+        y = mnn.ops.add(_mtl(a), _mtl(b))
+    _close(y.numpy(), mnn.ops.add(a, b), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("keep", [0.3, 1.0])
+def test_dropout_matches_cpu_mask(dtype, keep):
+    x = _data((3, 7, 9, 5), dtype, seed=5) + np.asarray(10, dtype)
+    with ran("dropout_forward"):
+        y, st = mnn.ops.dropout_forward(_mtl(x), keep, 1234)
+    y_cpu, st_cpu = mnn.ops.dropout_forward(x, keep, 1234)
+    np.testing.assert_array_equal(y.numpy() != 0, st_cpu.mask.astype(bool))
+    _close(y.numpy(), y_cpu, dtype)
+    dy = _data(x.shape, dtype, seed=6)
+    _close(mnn.ops.dropout_backward(_mtl(dy), st).numpy(), mnn.ops.dropout_backward(dy, st_cpu), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7, 13), (3, 5, 9, 7), (2, 1001), (1, 1)])
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_forward_backward(dtype, shape, log):
+    fwd = mnn.ops.log_softmax_forward if log else mnn.ops.softmax_forward
+    bwd = mnn.ops.log_softmax_backward if log else mnn.ops.softmax_backward
+    x = _data(shape, dtype, seed=7)
+    with ran("log_softmax" if log else "softmax"):
+        y = fwd(_mtl(x))
+    y_cpu = fwd(x)
+    _close(y.numpy(), y_cpu, dtype)
+    dy = _data(shape, dtype, seed=8, scale=1.0)
+    _close(bwd(_mtl(dy), _mtl(y_cpu)).numpy(), bwd(dy, y_cpu), dtype)
+
+
+def test_stream_runs_ops_in_order():
+    x = _data((17, 19), "float32", seed=9)
+    t = _mtl(x)
+    out = {}
+    stream = mnn.Stream("metal")
+    ev = stream.submit([lambda: out.setdefault("y", mnn.ops.neuron_forward(t, "sigmoid")),
+                        lambda: out.setdefault("z", mnn.ops.neuron_forward(out["y"], "tanh"))])
+    ev.wait()
+    assert ev.done()
+    _close(out["z"].numpy(), mnn.ops.neuron_forward(mnn.ops.neuron_forward(x, "sigmoid"), "tanh"), "float32")
+    stream.synchronize()
+
+
+POOLS = [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=(3, 2), stride=(1, 2))]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", POOLS)
+def test_max_pool_matches_cpu(dtype, cfg):
+    x = _data((2, 3, 11, 9), dtype, seed=10)
+    x.flat[17] = np.nan
+    with ran("max_pool2d_forward"):
+        y, st = mnn.ops.max_pool2d_forward(_mtl(x), **cfg)
+    y_cpu, st_cpu = mnn.ops.max_pool2d_forward(x, **cfg)
+    _close(y.numpy(), y_cpu, dtype)
+    dy = _data(y_cpu.shape, dtype, seed=11, scale=1.0)
+    _close(mnn.ops.max_pool2d_backward(_mtl(dy), st).numpy(), mnn.ops.max_pool2d_backward(dy, st_cpu), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", POOLS)
+@pytest.mark.parametrize("cip", [True, False])
+def test_avg_pool_matches_cpu(dtype, cfg, cip):
+    x = _data((2, 3, 11, 9), dtype, seed=12)
+    tol = GEMM_TOL[dtype] if dtype == "float16" else (1e-5, 1e-5)
+    with ran("avg_pool2d_forward"):
+        y = mnn.ops.avg_pool2d_forward(_mtl(x), count_include_pad=cip, **cfg)
+    _close_tol(y.numpy(), mnn.ops.avg_pool2d_forward(x, count_include_pad=cip, **cfg), tol)
+    dy = _data(y.shape, dtype, seed=13, scale=1.0)
+    got = mnn.ops.avg_pool2d_backward(_mtl(dy), x.shape, count_include_pad=cip, **cfg).numpy()
+    _close_tol(got, mnn.ops.avg_pool2d_backward(dy, x.shape, count_include_pad=cip, **cfg), tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("kind", ["index", "prob_image", "weighted_smooth"])
+def test_softmax_cross_entropy_matches_cpu(dtype, reduction, kind):
+    rng = np.random.default_rng(14)
+    shape = (3, 7, 5, 3) if kind == "prob_image" else (13, 11)
+    logits = _data(shape, dtype, seed=15)
+    if kind == "prob_image":
+        p = rng.random(shape).astype(np.float32)
+        labels = p / p.sum(axis=1, keepdims=True)
+    else:
+        labels = rng.integers(0, shape[1], size=(shape[0],)).astype(np.int64)
+    args, kw = (), dict(reduction=reduction)
+    if kind == "weighted_smooth":
+        kw["label_smoothing"] = 0.1
+        args = (rng.random(shape[0]).astype(np.float32),)
+    with ran("softmax_cross_entropy_forward"):
+        loss, st = mnn.ops.softmax_cross_entropy_forward(_mtl(logits), _mtl(labels), *map(_mtl, args), **kw)
+    loss_cpu, st_cpu = mnn.ops.softmax_cross_entropy_forward(logits, labels, *args, **kw)
+    assert loss.device.type == "metal"
+    _close_tol(loss.numpy(), loss_cpu, (1e-5, 1e-5))
+    if reduction == "none":
+        dloss = _data(np.shape(loss_cpu), "float32", seed=16, scale=1.0)
+        got = mnn.ops.softmax_cross_entropy_backward(st, _mtl(dloss))
+        ref = mnn.ops.softmax_cross_entropy_backward(st_cpu, dloss)
+    else:
+        dloss = np.asarray(0.75, np.float32)
+        got = mnn.ops.softmax_cross_entropy_backward(st, _mtl(dloss))
+        ref = mnn.ops.softmax_cross_entropy_backward(st_cpu, dloss)
+    _close_tol(got.numpy(), ref, (1e-6, 1e-5) if dtype == "float32" else (1e-3, 2e-3))
+
+
+OPT_SHAPES = [(7, 13), (1001,), (3, 5, 5, 3)]
+
+
+def _opt_case(dtype, name, many):
+    rng = np.random.default_rng(17)
+    ws = [(rng.standard_normal(s)).astype(dtype) for s in OPT_SHAPES]
+    gs = [(rng.standard_normal(s)).astype(dtype) for s in OPT_SHAPES]
+    nstate = {"sgd": 1, "adam": 3, "rmsprop": 1}[name]
+    sts = [[(rng.random(s) * 0.1).astype(np.float32) for s in OPT_SHAPES] for _ in range(nstate)]
+    out = {}
+    for dev in ["cpu", "metal"]:
+        conv = (lambda a: a.copy()) if dev == "cpu" else _mtl
+        w = [conv(a) for a in ws]
+        g = [conv(a) for a in gs]
+        st = [[conv(a) for a in lst] for lst in sts]
+        fn = getattr(mnn.ops, f"{name}_step_many" if many else f"{name}_step")
+        for i in range(len(w) if not many else 1):
+            sel = (lambda lst: lst) if many else (lambda lst, i=i: lst[i])
+            if name == "sgd":
+                fn(sel(w), sel(g), sel(st[0]), learning_rate=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
+            elif name == "adam":
+                fn(sel(w), sel(g), sel(st[0]), sel(st[1]), 3, learning_rate=0.01, amsgrad=True, v_max=sel(st[2]))
+            else:
+                fn(sel(w), sel(g), sel(st[0]), learning_rate=0.01, gradient_clip=(-0.5, 0.5))
+        out[dev] = [np.asarray(t.numpy() if hasattr(t, "numpy") else t) for t in w + [s for lst in st for s in lst]]
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])
+@pytest.mark.parametrize("many", [False, True])
+def test_optimizers_match_cpu(dtype, name, many):
+    with ran(f"{name}_step"):
+        out = _opt_case(dtype, name, many)
+    for got, ref in zip(out["metal"], out["cpu"]):
+        _close_tol(got, ref, (1e-6, 1e-5) if got.dtype == np.float32 else (1e-3, 2e-3))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("neuron", [None, "relu"])
+def test_fully_connected_matches_cpu(dtype, neuron):
+    x = _data((7, 3, 5, 3), dtype, seed=18, scale=1.0)
+    w = _data((13, 45), dtype, seed=19, scale=0.3)
+    b = _data((13,), dtype, seed=20)
+    with ran("fully_connected_forward"):
+        y, z = mnn.ops.fully_connected_forward(_mtl(x), _mtl(w), _mtl(b), neuron=neuron, return_preactivation=True)
+    y_cpu, z_cpu = mnn.ops.fully_connected_forward(x, w, b, neuron=neuron, return_preactivation=True)
+    _close_tol(y.numpy(), y_cpu, GEMM_TOL[dtype])
+    _close_tol(z.numpy(), z_cpu, GEMM_TOL[dtype])
+    dy = _data((7, 13), dtype, seed=21, scale=1.0)
+    _close_tol(mnn.ops.fully_connected_backward_input(_mtl(dy), _mtl(w), x.shape).numpy(),
+               mnn.ops.fully_connected_backward_input(dy, w, x.shape), GEMM_TOL[dtype])
+    _close_tol(mnn.ops.fully_connected_backward_weight(_mtl(dy), _mtl(x), w.shape).numpy(),
+               mnn.ops.fully_connected_backward_weight(dy, x, w.shape), GEMM_TOL[dtype])
+    with ran("fully_connected_backward_bias"):
+        db = mnn.ops.fully_connected_backward_bias(_mtl(dy))
+    _close_tol(db.numpy(), mnn.ops.fully_connected_backward_bias(dy), GEMM_TOL[dtype])
+
+
+CONVS = [dict(), dict(stride=2, padding=1), dict(padding=(2, 1), dilation=(2, 1)), dict(groups=3, padding=1)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", CONVS)
+def test_conv2d_matches_cpu(dtype, cfg):
+    x = _data((2, 6, 9, 7), dtype, seed=22, scale=1.0)
+    w = _data((9, 6 // cfg.get("groups", 1), 3, 3), dtype, seed=23, scale=0.3)
+    b = _data((9,), dtype, seed=24)
+    with ran("conv2d_forward"):
+        y = mnn.ops.conv2d_forward(_mtl(x), _mtl(w), _mtl(b), neuron="relu", **cfg)
+    y_cpu = mnn.ops.conv2d_forward(x, w, b, neuron="relu", **cfg)
+    _close_tol(y.numpy(), y_cpu, GEMM_TOL[dtype])
+    dy = _data(y_cpu.shape, dtype, seed=25, scale=1.0)
+    _close_tol(mnn.ops.conv2d_backward_input(_mtl(dy), _mtl(w), x.shape, **cfg).numpy(),
+               mnn.ops.conv2d_backward_input(dy, w, x.shape, **cfg), GEMM_TOL[dtype])
+    _close_tol(mnn.ops.conv2d_backward_weight(_mtl(dy), _mtl(x), w.shape, **cfg).numpy(),
+               mnn.ops.conv2d_backward_weight(dy, x, w.shape, **cfg), GEMM_TOL[dtype])
+    _close_tol(mnn.ops.conv2d_backward_bias(_mtl(dy)).numpy(), mnn.ops.conv2d_backward_bias(dy), GEMM_TOL[dtype])
+
+
+def test_digit_graph_training_on_metal():
+    """The digit network's training graph (conv, ReLU, pooling, FC, dropout, loss, Adam) on
+    device "metal" follows the CPU graph's losses step for step."""
+    from metalnn.examples.digit_graph import digit_network
+
+    rng = np.random.default_rng(26)
+    x = rng.random((8, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 8).astype(np.int32)
+    losses = {}
+    for dev in ["cpu", "metal"]:
+        graph = digit_network(mnn.Adam(learning_rate=1e-3), width=0.125).training_graph(device=dev)
+        with ran("conv2d_forward") if dev == "metal" else _nothing():
+            losses[dev] = [float(np.asarray(graph.run(x, labels=y).loss)) for _ in range(3)]
+    np.testing.assert_allclose(losses["metal"], losses["cpu"], rtol=1e-3)
+    assert losses["metal"][2] < losses["metal"][0]
+    if _fake_runtime() is not None:
+        for stem in ["conv2d_backward_weight", "max_pool2d_backward", "fully_connected_backward_input",
+                     "softmax_cross_entropy_backward", "dropout_forward", "adam_step"]:
+            assert _dispatches(stem) > 0, f"the training graph never dispatched {stem}*"
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
