@@ -16,6 +16,7 @@ from helpers import DTYPES, assert_close, randn, rng
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "metal"))
 from harness import SUFFIX, lib, run_both_schedules, skip_without_clang  # noqa: E402
+from params_conv import FullyConnectedParams  # noqa: E402
 from params_neuron import NeuronParams, PReLUParams  # noqa: E402
 
 skip_without_clang()
@@ -78,6 +79,27 @@ def test_every_neuron_type_changes_its_input():
         y, dx = _run_neuron(name, x, dy, *DEFAULTS.get(name, (0.0, 0.0, 0.0)))
         assert not np.allclose(y, x), name
         assert not np.allclose(dx, dy), name
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ("softsign", "power", "exponential", "logarithm", "silu", "mish", "selu"))
+def test_new_types_in_fused_layer_epilogue(name, dtype):
+    """linear.metal's fused bias + neuron epilogue (the shared mnn_neuron) runs the new types."""
+    r = rng(3)
+    n, f, o = 5, 37, 9
+    x, w = randn(r, n, f, dtype=dtype), randn(r, o, f, dtype=dtype, scale=0.3)
+    bias = (randn(r, o) + (10.0 if name == "logarithm" else 0.0)).astype(dtype)  # inside log's domain
+    a, b, c = DEFAULTS.get(name, (0.0, 0.0, 0.0))
+    y0 = np.zeros((n, o), dtype)
+    y, pre = run_both_schedules(
+        lib("linear"), f"fully_connected_forward_{SUFFIX[dtype]}",
+        [x, w, bias, ("out", 0), ("out", 1), FullyConnectedParams(n, f, o, 0, 1),
+         NeuronParams(TYPES.index(name), a, b, c), np.uint32(1)], [y0, y0], (16, 16, 1), (16, 16, 1))
+    y_ref, pre_ref = mnn.ops.fully_connected_forward(x, w, bias, neuron=name, return_preactivation=True)
+    tol = 1e-5 if dtype == np.float32 else 2e-3
+    assert_close(pre, pre_ref, dtype, atol=tol, rtol=tol, what=f"{name} pre-activation")
+    assert_close(y, y_ref, dtype, atol=tol, rtol=tol, what=f"{name} fused")
+    assert not np.allclose(y.astype(np.float32), pre.astype(np.float32))
 
 
 def _prelu_params(shape):
