@@ -312,3 +312,84 @@ def test_digit_graph_training_step_on_cuda():
     # Same weights, dropout masks and Adam updates: the losses follow the same path.
     np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-3)
     assert losses["cuda"][2] < losses["cuda"][0]
+
+
+@pytest.mark.parametrize("layer", ["conv", "fc"])
+def test_half_accumulation_close_to_cpu(layer):
+    # float16 sums (cuDNN / cuBLAS compute type half) land near the CPU's half accumulation.
+    x = _data((4, 8, 9, 7), "float16", seed=30, scale=0.5)
+    if layer == "conv":
+        w = _data((5, 8, 3, 3), "float16", seed=31, scale=0.2)
+        run = lambda xx, ww, acc: mnn.ops.conv2d_forward(xx, ww, None, padding=1, accumulation=acc)  # noqa: E731
+    else:
+        x = x.reshape(4, -1)
+        w = _data((6, x.shape[1]), "float16", seed=31, scale=0.1)
+        run = lambda xx, ww, acc: mnn.ops.fully_connected_forward(xx, ww, None, accumulation=acc)  # noqa: E731
+    got = np.asarray(run(_cuda(x), _cuda(w), "half").numpy(), np.float64)
+    ref = np.asarray(run(x, w, "float"), np.float64)
+    scale = np.abs(ref).max()
+    assert np.abs(got - ref).max() <= 2e-2 * scale
+
+
+def test_tf32_opt_in(monkeypatch):
+    x = _data((8, 16, 12, 12), "float32", seed=32, scale=1.0)
+    w = _data((24, 16, 3, 3), "float32", seed=33, scale=0.3)
+    ref = mnn.ops.conv2d_forward(x, w, None, padding=1)
+    for flag, tol in (("0", 1e-5), ("1", 3e-3)):
+        monkeypatch.setenv("METALNN_ALLOW_TF32", flag)
+        got = mnn.ops.conv2d_forward(_cuda(x), _cuda(w), None, padding=1).numpy()
+        rel = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+        assert rel < tol, (flag, rel)
+        xf, wf = x.reshape(8, -1)[:, :200], _data((30, 200), "float32", seed=34)
+        got = mnn.ops.fully_connected_forward(_cuda(xf), _cuda(wf), None).numpy()
+        ref_f = mnn.ops.fully_connected_forward(xf, wf, None)
+        assert np.linalg.norm(got - ref_f) / np.linalg.norm(ref_f) < tol
+
+
+def _digit_losses(monkeypatch, graphs, steps=5, in_flight=2):
+    from metalnn.examples.digit_graph import digit_network
+
+    monkeypatch.setenv("METALNN_CUDA_GRAPHS", "1" if graphs else "0")
+    rng = np.random.default_rng(35)
+    xs = [rng.random((12, 1, 28, 28)).astype(np.float32) for _ in range(steps)]
+    ys = [rng.integers(0, 10, 12).astype(np.int32) for _ in range(steps)]
+    graph = digit_network(mnn.Adam(learning_rate=1e-3), width=0.25).training_graph(device="cuda")
+    handles, losses = [], []
+    for x, y in zip(xs, ys):
+        handles.append(graph.encode_batch(x, labels=y))
+        if len(handles) >= in_flight:
+            losses.append(float(np.asarray(handles.pop(0).wait().loss)))
+    losses += [float(np.asarray(h.wait().loss)) for h in handles]
+    weights = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in graph.parameters().items()}
+    return losses, weights
+
+
+def test_cuda_graph_replay_matches_eager(monkeypatch):
+    # The executor records and replays later batches as CUDA graphs; results (losses with fresh
+    # dropout masks and Adam's bias correction each step, trained weights) match eager launches.
+    eager, w_eager = _digit_losses(monkeypatch, graphs=False)
+    graphed, w_graphed = _digit_losses(monkeypatch, graphs=True)
+    np.testing.assert_allclose(graphed, eager, rtol=1e-4)
+    for k in w_eager:
+        np.testing.assert_allclose(w_graphed[k], w_eager[k], rtol=1e-3, atol=1e-5)
+    assert len(set(graphed)) == len(graphed)  # every batch computed, none replayed stale
+
+
+def test_cuda_graph_falls_back_for_host_steps():
+    # A Python step reads a slot on the host, which no capture can record: the batch (and the
+    # executor's later ones) run eagerly with the same results.
+    from metalnn import _core
+
+    seen = []
+    prog = _core.graph.Program(2, 0)
+    prog.add_neuron_forward("relu", 0, 1, "relu", None, None)
+    prog.add_python("look", lambda arrays: seen.append(np.array(arrays[0])), [1])
+    ex = _core.graph.Executor(prog, 2, "cuda")
+    for k in range(3):
+        x = _data((5, 7), "float32", seed=40 + k)
+        b = ex.encode([(0, x, "x")])
+        b.wait()
+        assert b.error() is None
+        np.testing.assert_array_equal(seen[-1], np.maximum(x, 0))
+        np.testing.assert_array_equal(b.slot(1), np.maximum(x, 0))
+    assert len(seen) == 3

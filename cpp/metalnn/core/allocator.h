@@ -48,7 +48,8 @@ struct AllocatorStats {
 class Allocator {
  public:
   virtual ~Allocator() = default;
-  std::shared_ptr<Buffer> allocate(size_t bytes);
+  // Virtual so a device can order frees on its queues (CUDA: stream-ordered pools).
+  virtual std::shared_ptr<Buffer> allocate(size_t bytes);
   void release_cached();  // give cached blocks back to the system
   AllocatorStats stats();
 

@@ -1,15 +1,53 @@
 #include "metalnn/graph/executor.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "metalnn/core/error.h"
+#ifdef METALNN_HAS_CUDA
+#include "metalnn/backend/cuda/graph_capture.h"
+#endif
 
 namespace metalnn::graph {
 
 Executor::Executor(std::shared_ptr<const Program> program, int max_in_flight, Device device)
     : program_(std::move(program)), max_in_flight_(max_in_flight), device_(device), stream_(make_stream(device)) {
   if (max_in_flight < 1) fail(ErrorKind::Value, "graph", "max_in_flight must be >= 1, got ", max_in_flight);
+#ifdef METALNN_HAS_CUDA
+  if (device.type == DeviceType::cuda && cuda::graphs_enabled()) {
+    graphs_ = std::make_shared<cuda::GraphRunner>();
+    capture_ = true;
+  }
+#endif
 }
 
-Executor::~Executor() { synchronize(); }
+Executor::~Executor() {
+  synchronize();
+  // The runner's graph and arena go only after the GPU is done with them.
+}
+
+void Executor::run_batch(Frame& frame) {
+#ifdef METALNN_HAS_CUDA
+  // The first batch runs eagerly: it creates library handles and picks algorithms, which
+  // cannot happen inside a capture.
+  if (capture_ && batches_run_++ > 0) {
+    Frame initial = frame;  // the inputs, for an eager rerun
+    try {
+      graphs_->run([&] { program_->run(frame); });
+      return;
+    } catch (const std::exception& e) {
+      frame = std::move(initial);
+      program_->run(frame);  // a real error raises here and leaves capture on
+      capture_ = false;
+      fallback_reason_ = e.what();
+      if (std::getenv("METALNN_CUDA_GRAPH_LOG"))
+        std::fprintf(stderr, "metalnn: CUDA graph capture off for this program: %s\n", e.what());
+      return;
+    }
+  }
+#endif
+  program_->run(frame);
+}
 
 std::shared_ptr<Batch> Executor::encode(const std::vector<std::pair<int, Tensor>>& inputs,
                                         std::function<void(Batch&)> on_complete) {
@@ -27,10 +65,12 @@ std::shared_ptr<Batch> Executor::encode(const std::vector<std::pair<int, Tensor>
     batch->index = next_index_++;
   }
   CommandList list;
-  auto program = program_;
   Batch* raw = batch.get();  // kept alive by the completion callback below
-  list.add([program, raw] { program->run(raw->frame); });
-  list.on_complete([this, batch, cb = std::move(on_complete)](const Event&) {
+  list.add([this, raw] { run_batch(raw->frame); });
+  batch->event = stream_->submit(std::move(list));
+  // On the event, not the list: a device stream completes it once the GPU has finished
+  // (device errors included), which is when results may be read.
+  batch->event->on_complete([this, batch, cb = std::move(on_complete)](const Event&) {
     if (cb) {
       try {
         cb(*batch);
@@ -43,7 +83,6 @@ std::shared_ptr<Batch> Executor::encode(const std::vector<std::pair<int, Tensor>
     }
     cv_.notify_all();
   });
-  batch->event = stream_->submit(std::move(list));
   return batch;
 }
 
@@ -53,5 +92,14 @@ int Executor::in_flight() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return in_flight_;
 }
+
+int64_t Executor::graph_launches() const {
+#ifdef METALNN_HAS_CUDA
+  if (graphs_) return graphs_->launches();
+#endif
+  return 0;
+}
+
+std::string Executor::graph_fallback_reason() const { return fallback_reason_; }
 
 }  // namespace metalnn::graph

@@ -1,16 +1,29 @@
 // Runs a program batch after batch on a stream. At most `max_in_flight` batches are
 // queued or running (2 = double buffering: the caller prepares batch k+1 while batch k
 // runs); encode() blocks until a slot frees. Errors stay on their batch's handle.
+//
+// On CUDA the whole step (forward, gradients, updates) runs as one CUDA graph: the first
+// batch of an executor runs eagerly (library handles, algorithm choices, lazy module
+// loading), later ones are recorded and replayed through cuda::GraphRunner. A batch whose
+// recording fails (a step that reads device memory on the host, such as a Python step,
+// or an op with no capturable path) runs eagerly instead, and so do all later batches of
+// that executor: graphs are an optimisation that never changes results.
+// METALNN_CUDA_GRAPHS=0 keeps every batch eager.
 #pragma once
 #include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "metalnn/core/stream.h"
 #include "metalnn/graph/program.h"
+
+namespace metalnn::cuda {
+class GraphRunner;
+}
 
 namespace metalnn::graph {
 
@@ -31,15 +44,20 @@ class Executor {
   Executor(std::shared_ptr<const Program> program, int max_in_flight, Device device = {});
   ~Executor();
   // Places `inputs` in their slots and queues the program. `on_complete` runs on the
-  // stream's thread once the batch has finished (successfully or not).
+  // stream's completion thread once the batch has finished on the device (successfully or not).
   std::shared_ptr<Batch> encode(const std::vector<std::pair<int, Tensor>>& inputs,
                                 std::function<void(Batch&)> on_complete = nullptr);
   void synchronize();
   int in_flight() const;
   int max_in_flight() const { return max_in_flight_; }
   Device device() const { return device_; }
+  // CUDA graphs: batches replayed as graphs, and why capture was turned off ("" if not).
+  int64_t graph_launches() const;
+  std::string graph_fallback_reason() const;
 
  private:
+  void run_batch(Frame& frame);
+
   std::shared_ptr<const Program> program_;
   int max_in_flight_;
   Device device_;
@@ -48,6 +66,11 @@ class Executor {
   std::condition_variable cv_;
   int in_flight_ = 0;
   int64_t next_index_ = 0;
+  // Used on the stream's worker thread only.
+  std::shared_ptr<cuda::GraphRunner> graphs_;  // shared: complete type not needed here
+  bool capture_ = false;
+  int64_t batches_run_ = 0;
+  std::string fallback_reason_;
 };
 
 }  // namespace metalnn::graph

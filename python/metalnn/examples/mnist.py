@@ -51,6 +51,20 @@ def evaluate(graph, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> flo
     return correct / max(len(x), 1)
 
 
+def _share_weights(train, infer, net) -> None:
+    """On the CPU both graphs bind the data sources' arrays themselves; on a device each graph
+    would hold its own device copy, so the inference graph is pointed at the training graph's
+    (it then evaluates the weights being trained, as on the CPU)."""
+    if train.device.type == "cpu":
+        return
+    for node in net.nodes.values():
+        if getattr(node, "data_source", None) is None:
+            continue
+        for trained, inferred in zip(train._parameters(node), infer._parameters(node)):
+            if trained is not None and inferred is not None:
+                inferred.bind(trained.value)
+
+
 class _Bar:
     """tqdm when available and stderr is a terminal; otherwise silent."""
 
@@ -110,6 +124,7 @@ def main(argv=None) -> float:
     net.logits.export_from_graph = True  # running training accuracy
     train = net.training_graph(device=args.device)
     infer = net.inference_graph(device=args.device)
+    _share_weights(train, infer, net)
     rng = np.random.default_rng(args.seed)
     n, bs = len(x_train), args.batch_size
     steps = n // bs  # whole batches only

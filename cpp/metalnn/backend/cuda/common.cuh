@@ -18,6 +18,11 @@ cudaStream_t current_stream();
 void set_current_stream(cudaStream_t s);
 // After a launch: configuration errors surface at once, named after the op.
 inline void check_launch(const char* op) { check(cudaGetLastError(), op); }
+// True while `s` is being captured into a CUDA graph (no waits or host copies then).
+bool capturing(cudaStream_t s);
+// Copies of at most kSmallCopyBytes from host memory, passed by value to a kernel.
+constexpr size_t kSmallCopyBytes = 2048;
+void copy_small_to_device(void* dst, const void* src, size_t bytes, cudaStream_t s, const char* op);
 
 constexpr int kBlock = 256;
 inline unsigned grid_for(int64_t n, int block = kBlock) {

@@ -1,26 +1,9 @@
 #include "metalnn/backend/cuda/device.h"
 
-#include <mutex>
-
 #include "metalnn/backend/cuda/common.cuh"
 
 namespace metalnn::cuda {
 namespace {
-
-class CudaAllocator final : public Allocator {
- protected:
-  void* raw_allocate(size_t bytes) override {
-    void* p = nullptr;
-    if (cudaMalloc(&p, bytes) != cudaSuccess) {
-      cudaGetLastError();  // clear the sticky-free error so the caller can retry after a purge
-      return nullptr;
-    }
-    return p;
-  }
-  // Frees synchronise the device, so a block never leaves while a kernel still uses it.
-  void raw_free(void* p) override { cudaFree(p); }
-  Device device() const override { return Device{DeviceType::cuda, 0}; }
-};
 
 thread_local cudaStream_t t_stream = nullptr;
 
@@ -56,23 +39,29 @@ int device_count() {
 
 bool available() { return device_count() > 0; }
 
-Allocator& allocator() {
-  // Leaked on purpose: buffers may outlive static destruction at interpreter exit.
-  static auto* a = new CudaAllocator();
-  return *a;
+bool capturing(cudaStream_t s) {
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(s, &st) != cudaSuccess) cudaGetLastError();
+  return st != cudaStreamCaptureStatusNone;
 }
 
 void copy_to_device(void* dst, const void* src, size_t bytes, const char* op) {
   if (!bytes) return;
   cudaStream_t s = current_stream();
+  // Small copies travel as kernel arguments: no wait, and a graph capture records them.
+  if (bytes <= kSmallCopyBytes) return copy_small_to_device(dst, src, bytes, s, op);
+  if (capturing(s))
+    fail(ErrorKind::Runtime, op, "cannot copy ", bytes, " host bytes to the device inside a CUDA graph capture");
+  // From pageable memory the driver stages the bytes before returning, so the caller may
+  // reuse `src` at once; other streams see the copy through the events a CudaStream waits on.
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s), op);
-  // Pageable host memory may be reused by the caller as soon as we return.
-  check(cudaStreamSynchronize(s), op);
 }
 
 void copy_to_host(void* dst, const void* src, size_t bytes, const char* op) {
   if (!bytes) return;
   cudaStream_t s = current_stream();
+  // A capture runs nothing: the host would read bytes no kernel has written yet.
+  if (capturing(s)) fail(ErrorKind::Runtime, op, "cannot read device memory on the host inside a CUDA graph capture");
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s), op);
   check(cudaStreamSynchronize(s), op);
 }
@@ -81,6 +70,10 @@ void fill_zero(void* dst, size_t bytes, const char* op) {
   if (bytes) check(cudaMemsetAsync(dst, 0, bytes, current_stream()), op);
 }
 
-void synchronize(const char* op) { check(cudaStreamSynchronize(current_stream()), op); }
+void synchronize(const char* op) {
+  cudaStream_t s = current_stream();
+  if (capturing(s)) fail(ErrorKind::Runtime, op, "cannot wait for the device inside a CUDA graph capture");
+  check(cudaStreamSynchronize(s), op);
+}
 
 }  // namespace metalnn::cuda

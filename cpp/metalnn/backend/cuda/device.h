@@ -10,10 +10,11 @@ namespace metalnn::cuda {
 int device_count();
 // True when the driver and at least one GPU are present (never throws).
 bool available();
-// Caching allocator over cudaMalloc/cudaFree for device 0.
+// Stream-ordered allocator for device 0 (allocator.h).
 Allocator& allocator();
 
-// Copies run on the current stream; to_host waits for them (and for the kernels before).
+// Copies run on the current stream: to_device returns once `src` may be reused (the copy
+// itself is queued), to_host waits for it (and for the kernels before).
 void copy_to_device(void* dst, const void* src, size_t bytes, const char* op);
 void copy_to_host(void* dst, const void* src, size_t bytes, const char* op);
 void fill_zero(void* dst, size_t bytes, const char* op);

@@ -1,5 +1,6 @@
 #include "metalnn/backend/cuda/blas.h"
 #include "metalnn/backend/cuda/common.cuh"
+#include "metalnn/backend/cuda/cudnn.h"
 #include "metalnn/backend/cuda/layer.h"
 #include "metalnn/backend/cuda/neuron.h"
 #include "metalnn/backend/cuda/device.h"
@@ -12,9 +13,19 @@ namespace {
 
 bool is_half(const Tensor& t) { return t.dtype() == DType::float16; }
 
+// The im2col fallback (no cuDNN, or parameters it does not take) sums in float32 only.
 void no_half_accumulation(const char* op, uint32_t acc) {
   if (acc == MNN_ACCUMULATE_HALF)
-    fail(ErrorKind::Value, op, "accumulation='half' has no CUDA kernel yet (use 'float')");
+    fail(ErrorKind::Value, op, "accumulation='half' needs cuDNN on CUDA for these parameters (use 'float')");
+}
+
+__global__ void half_to_float_kernel(const __half2* src, float2* dst, int64_t n2) {
+  MNN_GRID_LOOP(i, n2) dst[i] = __half22float2(src[i]);
+}
+
+// The layer epilogue is needed unless it would copy y onto itself.
+bool needs_epilogue(const MnnConv2dParams& p, const MnnNeuronParams& neuron, const Tensor& z) {
+  return p.has_bias || neuron.type != MNN_NEURON_NONE || z.defined();
 }
 
 Tensor scratch(int64_t n, DType dt) { return Tensor::empty({n}, dt, Device{DeviceType::cuda, 0}); }
@@ -116,12 +127,21 @@ Tensor o_major(const Tensor& dy, int64_t N, int64_t O, int64_t P) {
 void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
                              const MnnFullyConnectedParams& p, const MnnNeuronParams& neuron, const Tensor& z) {
   const char* op = "fully_connected_forward";
-  no_half_accumulation(op, p.accumulation);
   int64_t N = p.batch, O = p.out_features, F = p.in_features;
   bool h = is_half(x);
   Tensor acc = h ? scratch(N * O, DType::float32) : y;
-  gemm(op, true, false, (int)O, (int)N, (int)F, w.raw(), (int)F, 0, x.raw(), (int)F, 0, acc.raw(), (int)O, 0, 1, h,
-       false);
+  if (h && p.accumulation == MNN_ACCUMULATE_HALF) {
+    // float16 sums: cuBLAS writes half, widened for the epilogue (which then rounds back exactly).
+    Tensor hy = scratch(N * O + 1, DType::float16);
+    gemm(op, true, false, (int)O, (int)N, (int)F, w.raw(), (int)F, 0, x.raw(), (int)F, 0, hy.raw(), (int)O, 0, 1,
+         true, true, 0.f, true);
+    half_to_float_kernel<<<grid_for((N * O + 1) / 2), kBlock, 0, current_stream()>>>(
+        reinterpret_cast<const __half2*>(hy.raw()), reinterpret_cast<float2*>(acc.raw()), (N * O + 1) / 2);
+    check_launch(op);
+  } else {
+    gemm(op, true, false, (int)O, (int)N, (int)F, w.raw(), (int)F, 0, x.raw(), (int)F, 0, acc.raw(), (int)O, 0, 1, h,
+         false);
+  }
   bias_neuron_epilogue(op, acc.data<float>(), p.has_bias ? &bias : nullptr, y, z.defined() ? &z : nullptr, N, O, 1,
                        false, neuron);
 }
@@ -130,9 +150,9 @@ void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bia
 void fully_connected_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx,
                                     const MnnFullyConnectedParams& p) {
   const char* op = "fully_connected_backward_input";
-  no_half_accumulation(op, p.accumulation);
   int N = p.batch, O = p.out_features, F = p.in_features;
-  gemm(op, false, false, F, N, O, w.raw(), F, 0, dy.raw(), O, 0, dx.raw(), F, 0, 1, is_half(dy), is_half(dx));
+  gemm(op, false, false, F, N, O, w.raw(), F, 0, dy.raw(), O, 0, dx.raw(), F, 0, 1, is_half(dy), is_half(dx), 0.f,
+       is_half(dy) && p.accumulation == MNN_ACCUMULATE_HALF);
 }
 
 // dW (O, F) = dY^T X: column-major dW^T (F, O) = X^T (F, N) dY (N, O).
@@ -148,6 +168,35 @@ void fully_connected_backward_weight(const Tensor& dy, const Tensor& x, const Te
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, const MnnConv2dParams& p,
                     const MnnNeuronParams& neuron, const Tensor& z) {
   const char* op = "conv2d_forward";
+  const int64_t P0 = (int64_t)p.out_height * p.out_width;
+  if (!is_half(x)) {
+    // cuDNN writes y; the epilogue then adds the bias and applies the neuron in place.
+    if (cudnn_conv_forward(op, x, w, y.raw(), p)) {
+      if (needs_epilogue(p, neuron, z))
+        bias_neuron_epilogue(op, y.data<float>(), p.has_bias ? &bias : nullptr, y, z.defined() ? &z : nullptr,
+                             p.batch, p.out_channels, P0, false, neuron);
+      return;
+    }
+  } else {
+    // Half: into a scratch, widened to float32 for the epilogue's single rounding.
+    int64_t n = y.numel();
+    Tensor h = scratch(n + 1, DType::float16);
+    if (cudnn_conv_forward(op, x, w, h.raw(), p)) {
+      if (!needs_epilogue(p, neuron, z)) {
+        check(cudaMemcpyAsync(y.raw(), h.raw(), y.nbytes(), cudaMemcpyDeviceToDevice, current_stream()), op);
+        return;
+      }
+      Tensor acc = scratch(n + 1, DType::float32);
+      auto s = current_stream();
+      // n + 1 elements allocated, so an odd n rounds up to whole half2 pairs.
+      half_to_float_kernel<<<grid_for((n + 1) / 2), kBlock, 0, s>>>(
+          reinterpret_cast<const __half2*>(h.raw()), reinterpret_cast<float2*>(acc.raw()), (n + 1) / 2);
+      check_launch(op);
+      bias_neuron_epilogue(op, acc.data<float>(), p.has_bias ? &bias : nullptr, y, z.defined() ? &z : nullptr,
+                           p.batch, p.out_channels, P0, false, neuron);
+      return;
+    }
+  }
   no_half_accumulation(op, p.accumulation);
   const int64_t G = p.groups, Og = p.out_channels / G, K = (int64_t)(p.in_channels / G) * p.kernel_height * p.kernel_width;
   const int64_t P = (int64_t)p.out_height * p.out_width, NP = P * p.batch;
@@ -162,6 +211,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
 // dcol_g (K, NP) = W_g^T dY_g: column-major dcol_g^T (NP, K) = dY_g^T (NP, Og) W_g (Og, K); then col2im.
 void conv2d_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx, const MnnConv2dParams& p) {
   const char* op = "conv2d_backward_input";
+  if (cudnn_conv_backward_data(op, dy, w, dx, p)) return;
   no_half_accumulation(op, p.accumulation);
   const int64_t G = p.groups, Og = p.out_channels / G, K = (int64_t)(p.in_channels / G) * p.kernel_height * p.kernel_width;
   const int64_t P = (int64_t)p.out_height * p.out_width, NP = P * p.batch;
@@ -179,6 +229,7 @@ void conv2d_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx, 
 // dW_g (Og, K) = dY_g (Og, NP) col_g^T: column-major dW_g^T (K, Og) = col_g (K, NP) dY_g^T (NP, Og).
 void conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw, const MnnConv2dParams& p) {
   const char* op = "conv2d_backward_weight";
+  if (cudnn_conv_backward_filter(op, dy, x, dw, p)) return;
   const int64_t G = p.groups, Og = p.out_channels / G, K = (int64_t)(p.in_channels / G) * p.kernel_height * p.kernel_width;
   const int64_t P = (int64_t)p.out_height * p.out_width, NP = P * p.batch;
   Tensor col = im2col(x, p);

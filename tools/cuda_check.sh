@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU: build metalnn with the CUDA backend (pip install first,
+# cmake + ninja if that fails), run the CUDA tests, compute-sanitizer (memcheck, racecheck) on
+# a digit-network training step, the MNIST example on cuda and cpu, and benchmarks/bench_cuda.py.
+# Logs and the benchmark table go to $OUT (default ./cuda_check_out).
+#   tools/cuda_check.sh [--quick]      (wheels in .whl/ are installed first when present)
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+OUT="${OUT:-$root/cuda_check_out}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+quick="${1:-}"
+log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+export PYTHONUNBUFFERED=1
+
+log "$(date -u) $(nvidia-smi -L 2>&1 | head -1)"
+{ command -v "$PY"; "$PY" -V; "$PY" -m pip --version; command -v pip; pip --version; nvcc --version | tail -1;
+  "$PY" -m pip show scikit-build-core pybind11 torch nvidia-cudnn-cu13 nvidia-cublas 2>/dev/null | grep -E "^(Name|Version|Location)";
+} > "$OUT/env.txt" 2>&1
+if ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+# 1. pip install (no registry there: no build isolation, dependencies already present).
+built=""
+if METALNN_BUILD_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=16 "$PY" -m pip install --no-build-isolation --no-deps -v . \
+     > "$OUT/pip_install.log" 2>&1; then
+  built=pip
+  log "pip install . (METALNN_BUILD_CUDA=ON): ok"
+else
+  log "pip install . failed (tail of pip_install.log follows); building with cmake"
+  tail -25 "$OUT/pip_install.log" | tee -a "$OUT/summary.txt"
+  if cmake -S . -B build/g -G Ninja -DMETALNN_BUILD_PYTHON=ON -DMETALNN_BUILD_CUDA=ON \
+       -Dpybind11_DIR="$("$PY" -c 'import pybind11;print(pybind11.get_cmake_dir())')" > "$OUT/cmake.log" 2>&1 &&
+     cmake --build build/g -j16 >> "$OUT/cmake.log" 2>&1; then
+    built=cmake
+    export METALNN_BUILD_DIR=build/g PYTHONPATH=python${PYTHONPATH:+:$PYTHONPATH}
+  else
+    tail -30 "$OUT/cmake.log"; log "build failed"; exit 1
+  fi
+fi
+# From another folder, so the installed package (not ./python) is what imports.
+(cd /tmp && "$PY" -c "import metalnn, metalnn._core as c; print('metalnn from', metalnn.__file__); \
+print('cuda available:', metalnn.device_available('cuda') if hasattr(metalnn,'device_available') else '?')") 2>&1 | tee -a "$OUT/summary.txt"
+
+# 2. CUDA tests (every tests/test_cuda_*.py).
+"$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_*.py > "$OUT/tests.log" 2>&1
+log "tests: $(tail -1 "$OUT/tests.log")"
+grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -20 | tee -a "$OUT/summary.txt"
+
+# 3. compute-sanitizer on digit-network training steps (first eager, then captured graphs).
+cat > /tmp/sanitize_step.py <<'PYEOF'
+import numpy as np
+import metalnn as mnn
+from metalnn.examples.digit_graph import digit_network
+rng = np.random.default_rng(0)
+net = digit_network(mnn.Adam(learning_rate=1e-3))
+g = net.training_graph(device="cuda")
+x = rng.random((16, 1, 28, 28)).astype(np.float32)
+y = rng.integers(0, 10, 16).astype(np.int32)
+losses = [float(np.asarray(g.run(x, labels=y).loss)) for _ in range(3)]
+print("losses", losses)
+assert all(np.isfinite(losses))
+PYEOF
+for tool in memcheck racecheck; do
+  if [ "$quick" = "--quick" ] && [ "$tool" = racecheck ]; then continue; fi
+  timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 "$PY" /tmp/sanitize_step.py > "$OUT/sanitizer_$tool.log" 2>&1
+  log "compute-sanitizer $tool: rc $? ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1))"
+done
+
+# 4. MNIST: one epoch on cuda and on cpu, same seed.
+for dev in cuda cpu; do
+  timeout 240 "$PY" -m metalnn.examples.mnist --device $dev --epochs 1 --plot "" --quiet > "$OUT/mnist_$dev.log" 2>&1
+  log "mnist $dev: rc $? $(grep -E '^epoch|test accuracy:' "$OUT/mnist_$dev.log" | tr '\n' ' ')"
+done
+
+# 5. Benchmark.
+if [ "$quick" != "--quick" ]; then
+  "$PY" benchmarks/bench_cuda.py --markdown "$OUT/bench.md" > "$OUT/bench.log" 2>&1
+  log "bench rc $?"
+  cat "$OUT/bench.log"
+fi
+log "done ($built)"
