@@ -334,3 +334,202 @@ def test_tensor_in_tensor_out():
     a = avg_pool2d_forward(mnn.Tensor(x), 3, 1, 1)
     assert isinstance(a, mnn.Tensor)
     np.testing.assert_array_equal(a.numpy(), avg_pool2d_forward(x, 3, 1, 1))
+
+
+# ---------------------------------------------------------------- dilated max and L2-norm pooling
+
+# (input shape, kernel_size, stride, padding, dilation): odd sizes, asymmetric padding,
+# overlapping and gapped windows, rectangular kernels and dilations.
+DILATED_CASES = [
+    ((2, 3, 9, 8), 3, 2, 1, 2),
+    ((1, 4, 11, 7), (3, 2), (1, 2), (2, 0, 1, 1), (2, 3)),
+    ((2, 2, 7, 9), 2, 1, 0, (3, 1)),
+    ((3, 2, 6, 5), (2, 3), 3, (1, 2, 0, 2), 1),  # dilation 1: the plain window
+    ((1, 3, 13, 10), 3, (2, 3), (3, 1), (3, 2)),  # padding wider than a dilation step
+]
+
+
+def _dilated_windows(shape, k, s, p, d):
+    """Yields (i, j, [(h, w), ...]): the real taps of each window in row-major window order."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    s = (kh, kw) if s is None else s
+    sh, sw = (s, s) if isinstance(s, int) else s
+    dh, dw = (d, d) if isinstance(d, int) else d
+    top, bottom, left, right = _pads(p)
+    H, W = shape[2:]
+    oh = (H + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    ow = (W + left + right - dw * (kw - 1) - 1) // sw + 1
+    for i in range(oh):
+        for j in range(ow):
+            yield i, j, [(i * sh - top + a * dh, j * sw - left + b * dw) for a in range(kh) for b in range(kw)
+                         if 0 <= i * sh - top + a * dh < H and 0 <= j * sw - left + b * dw < W], (oh, ow)
+
+
+def dilated_max_ref(x, k, s, p, d):
+    x = np.asarray(x, np.float64)
+    out, arg = None, None
+    for i, j, cells, (oh, ow) in _dilated_windows(x.shape, k, s, p, d):
+        if out is None:
+            out = np.zeros(x.shape[:2] + (oh, ow))
+            arg = np.zeros(x.shape[:2] + (oh, ow), np.int64)
+        vals = np.stack([x[:, :, h, w] for h, w in cells], axis=-1)
+        first = np.argmax(vals, axis=-1)  # the first maximum, and NaN wins (np.argmax finds it first)
+        out[:, :, i, j] = np.take_along_axis(vals, first[..., None], -1)[..., 0]
+        arg[:, :, i, j] = np.array([h * x.shape[3] + w for h, w in cells])[first]
+    return out, arg
+
+
+def l2_ref(x, k, s, p, d):
+    x = np.asarray(x, np.float64)
+    out = None
+    for i, j, cells, (oh, ow) in _dilated_windows(x.shape, k, s, p, d):
+        if out is None:
+            out = np.zeros(x.shape[:2] + (oh, ow))
+        out[:, :, i, j] = np.sqrt(sum(x[:, :, h, w] ** 2 for h, w in cells))
+    return out
+
+
+def l2_grad_ref(dy, x, k, s, p, d):
+    """dx = sum over windows of dy * x / y (the derivative of sqrt(sum x^2))."""
+    x, dy = np.asarray(x, np.float64), np.asarray(dy, np.float64)
+    y = l2_ref(x, k, s, p, d)
+    dx = np.zeros_like(x)
+    for i, j, cells, _ in _dilated_windows(x.shape, k, s, p, d):
+        q = np.where(y[:, :, i, j] != 0, dy[:, :, i, j] / np.where(y[:, :, i, j] != 0, y[:, :, i, j], 1), 0)
+        for h, w in cells:
+            dx[:, :, h, w] += q * x[:, :, h, w]
+    return dx
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("shape,k,s,p,d", DILATED_CASES)
+def test_dilated_max_forward_and_backward(shape, k, s, p, d, dtype):
+    x = randn(rng(20), *shape, dtype=dtype)
+    x0 = x.copy()
+    y, state = mnn.ops.dilated_max_pool2d_forward(x, k, s, p, d)
+    ref, arg = dilated_max_ref(x, k, s, p, d)
+    np.testing.assert_array_equal(x, x0)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, ref.astype(dtype))  # max selects: exact
+    np.testing.assert_array_equal(state.argmax, arg)
+    assert state.input_shape == shape
+    dy = randn(rng(21), *y.shape, dtype=dtype)
+    dx = max_pool2d_backward(dy, state)
+    rdx = np.zeros(shape)
+    flat = rdx.reshape(shape[0] * shape[1], -1)
+    for pl, (a, g) in enumerate(zip(arg.reshape(len(flat), -1), dy.astype(np.float64).reshape(len(flat), -1))):
+        np.add.at(flat[pl], a, g)
+    assert_close(dx, rdx, dtype, what="dilated max dx")
+    if dtype == np.float32 and np.prod(shape) <= 200:
+        fd = finite_difference(lambda v: dilated_max_ref(v, k, s, p, d)[0], x, dy)
+        assert_close(dx, fd, atol=1e-4, rtol=1e-4)  # random inputs: no ties, no kinks
+
+
+def test_dilated_max_with_dilation_one_is_max_pool():
+    x = randn(rng(22), 2, 3, 9, 7)
+    y, st = mnn.ops.dilated_max_pool2d_forward(x, 3, 2, (1, 0, 2, 1), 1)
+    y0, st0 = max_pool2d_forward(x, 3, 2, (1, 0, 2, 1))
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(st.argmax, st0.argmax)
+
+
+def test_dilated_max_ties_padding_and_nan():
+    x = np.zeros((1, 1, 5, 5), np.float32)  # all ties: the first real tap wins
+    y, st = mnn.ops.dilated_max_pool2d_forward(x, 2, 1, 1, 2)
+    _, arg = dilated_max_ref(x, 2, 1, 1, 2)
+    np.testing.assert_array_equal(st.argmax, arg)
+    neg = -np.ones((1, 1, 5, 5), np.float32)  # padding never wins against negative values
+    y, _ = mnn.ops.dilated_max_pool2d_forward(neg, 2, 1, 1, 2)
+    assert (y == -1).all()
+    x = randn(rng(23), 1, 2, 7, 7)
+    x[0, 1, 2, 4] = np.nan
+    y, st = mnn.ops.dilated_max_pool2d_forward(x, 3, 1, 1, 2)
+    ref, arg = dilated_max_ref(x, 3, 1, 1, 2)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    assert np.isnan(y[0, 1]).any() and not np.isnan(y[0, 0]).any()
+    dx = max_pool2d_backward(np.ones_like(y), st)
+    assert dx[0, 1, 2, 4] == np.isnan(ref[0, 1]).sum()
+
+
+def test_dilated_max_pytorch_agrees_if_installed():
+    torch = pytest.importorskip("torch")
+    x = randn(rng(24), 2, 3, 12, 11)
+    y, st = mnn.ops.dilated_max_pool2d_forward(x, 3, (2, 1), 1, (2, 3))
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.functional.max_pool2d(xt, 3, (2, 1), 1, (2, 3))
+    dy = randn(rng(25), *y.shape)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    assert_close(max_pool2d_backward(dy, st), xt.grad.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("shape,k,s,p,d", DILATED_CASES)
+def test_l2_forward_and_backward(shape, k, s, p, d, dtype):
+    x = randn(rng(26), *shape, dtype=dtype)
+    x0 = x.copy()
+    y = mnn.ops.l2_pool2d_forward(x, k, s, p, d)
+    np.testing.assert_array_equal(x, x0)
+    assert y.dtype == dtype
+    assert_close(y, l2_ref(x, k, s, p, d), dtype, what="l2 forward")
+    dy = randn(rng(27), *y.shape, dtype=dtype)
+    dx = mnn.ops.l2_pool2d_backward(dy, x, y, k, s, p, d)
+    # float16: y is stored rounded, and dx reads it back
+    assert_close(dx, l2_grad_ref(dy, x, k, s, p, d), dtype, rtol=None if dtype == np.float32 else 5e-3,
+                 what="l2 backward")
+    if dtype == np.float32 and np.prod(shape) <= 200:
+        fd = finite_difference(lambda v: l2_ref(v, k, s, p, d), x, dy)
+        assert_close(dx, fd, atol=1e-4, rtol=1e-4)
+        own = finite_difference(lambda v: mnn.ops.l2_pool2d_forward(v.astype(np.float32), k, s, p, d), x, dy,
+                                eps=1e-2)
+        assert_close(dx, own, atol=2e-3, rtol=2e-3)
+
+
+def test_l2_zero_window_nan_and_pytorch():
+    x = randn(rng(28), 1, 2, 6, 6)
+    x[0, 0, :2, :2] = 0  # window (0, 0) of channel 0 is all zeros: y = 0, gradient 0
+    y = mnn.ops.l2_pool2d_forward(x, 2)
+    assert y[0, 0, 0, 0] == 0
+    dx = mnn.ops.l2_pool2d_backward(np.ones_like(y), x, y, 2)
+    assert np.isfinite(dx).all() and (dx[0, 0, :2, :2] == 0).all()
+    x[0, 1, 3, 3] = np.nan
+    y = mnn.ops.l2_pool2d_forward(x, 2)
+    assert np.isnan(y[0, 1, 1, 1]) and np.isnan(y).sum() == 1
+    torch = pytest.importorskip("torch")
+    x = randn(rng(29), 2, 3, 9, 8)
+    y = mnn.ops.l2_pool2d_forward(x, (3, 2), (2, 1))
+    np.testing.assert_allclose(y, torch.nn.functional.lp_pool2d(torch.tensor(x), 2, (3, 2), (2, 1)).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_dilated_and_l2_bad_input():
+    x = np.ones((2, 3, 7, 7), np.float32)
+    y = mnn.ops.l2_pool2d_forward(x, 2)
+    dmax, l2f, l2b = mnn.ops.dilated_max_pool2d_forward, mnn.ops.l2_pool2d_forward, mnn.ops.l2_pool2d_backward
+    D, F, B = "dilated_max_pool2d_forward", "l2_pool2d_forward", "l2_pool2d_backward"
+    calls = [
+        (ValueError, D, "dilation", lambda: dmax(x, 2, 1, 0, 0)),
+        (ValueError, D, "dilation", lambda: dmax(x, 2, 1, 0, (1, 2, 3))),
+        (ValueError, D, "dilation", lambda: dmax(x, 2, 1, 0, 1.5)),
+        (ValueError, D, "dilated kernel", lambda: dmax(x, 3, 1, 0, 4)),
+        (ValueError, D, "only padding", lambda: dmax(np.ones((1, 1, 1, 1), np.float32), 2, 1, 2, 3)),
+        (ValueError, D, "kernel_size", lambda: dmax(x, 0, 1, 0, 2)),
+        (ValueError, D, "x", lambda: dmax(x[0], 2, 1, 0, 2)),
+        (TypeError, D, "x", lambda: dmax(x.astype(np.int32), 2, 1, 0, 2)),
+        (ValueError, F, "stride", lambda: l2f(x, 2, 0)),
+        (ValueError, F, "padding", lambda: l2f(x, 2, 1, -1)),
+        (ValueError, F, "x", lambda: l2f(np.ones((2, 3, 0, 7), np.float32), 2)),
+        (TypeError, F, "x", lambda: l2f(x.astype(np.float64), 2)),
+        (ValueError, F, "x", lambda: l2f(np.ones((2, 3, 7, 14), np.float32)[..., ::2], 2)),
+        (ValueError, B, "dy", lambda: l2b(y[:, :, :2], x, y, 2)),
+        (ValueError, B, "y", lambda: l2b(y, x, y[:, :, :2], 2)),
+        (TypeError, B, "dy", lambda: l2b(y.astype(np.float16), x, y, 2)),
+        (TypeError, B, "y", lambda: l2b(y, x, y.astype(np.float16), 2)),
+        (ValueError, B, "x", lambda: l2b(y, x[0], y, 2)),
+    ]
+    x0, y0 = x.copy(), y.copy()
+    for exc, op, arg, call in calls:
+        with raises_named(exc, op, arg):
+            call()
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(y, y0)

@@ -12,7 +12,12 @@ const Tensor& param(const ParameterRef& p) {
 
 Tensor optional_param(const ParameterRef& p) { return p ? param(p) : Tensor(); }
 
-Step make(const std::string& label, std::function<void(Frame&)> run) { return Step{label, std::move(run), {}, {}}; }
+Step make(const std::string& label, std::function<void(Frame&)> run) {
+  Step s;
+  s.label = label;
+  s.run = std::move(run);
+  return s;
+}
 
 }  // namespace
 

@@ -2,7 +2,12 @@
 
 namespace metalnn::graph::steps {
 namespace {
-Step make(const std::string& label, std::function<void(Frame&)> run) { return Step{label, std::move(run), {}, {}}; }
+Step make(const std::string& label, std::function<void(Frame&)> run) {
+  Step s;
+  s.label = label;
+  s.run = std::move(run);
+  return s;
+}
 }  // namespace
 
 Step dilated_max_pool2d_forward(const std::string& label, int x, int y, int state, const Pool2dDescriptor& d) {
