@@ -33,7 +33,7 @@ Co coefficients(const MnnNeuronParams& p) {
 }
 
 template <uint32_t T>
-inline float fwd(float x, const Co& q) {
+inline float fwd(float x, Co q) {
   const float a = q.a, b = q.b;
   if constexpr (T == MNN_NEURON_NONE) return x;
   if constexpr (T == MNN_NEURON_RELU || T == MNN_NEURON_LEAKY_RELU) return x >= 0.f ? x : a * x;
@@ -58,7 +58,7 @@ inline float fwd(float x, const Co& q) {
 
 // f'(x); at kinks the derivative of the branch that holds x (x >= 0 takes the right side).
 template <uint32_t T>
-inline float deriv(float x, const Co& q) {
+inline float deriv(float x, Co q) {
   const float a = q.a, b = q.b;
   if constexpr (T == MNN_NEURON_NONE) return 1.f;
   if constexpr (T == MNN_NEURON_RELU || T == MNN_NEURON_LEAKY_RELU) return x >= 0.f ? 1.f : a;
@@ -107,12 +107,12 @@ inline float deriv(float x, const Co& q) {
 }
 
 template <uint32_t T>
-void forward_loop(const float* x, float* y, int64_t n, const Co& q) {
+void forward_loop(const float* x, float* y, int64_t n, const Co q) {  // by value: y cannot alias it
   for (int64_t i = 0; i < n; ++i) y[i] = fwd<T>(x[i], q);
 }
 
 template <uint32_t T>
-void backward_loop(const float* dy, const float* x, float* dx, int64_t n, const Co& q) {
+void backward_loop(const float* dy, const float* x, float* dx, int64_t n, Co q) {
   for (int64_t i = 0; i < n; ++i) {
     float d = deriv<T>(x[i], q);
     // A NaN input must give a NaN gradient; branch-selected derivatives would hide it.
@@ -139,11 +139,11 @@ void by_type(uint32_t type, Args&&... args) {
 
 template <uint32_t T>
 struct Fwd {
-  static void run(const float* x, float* y, int64_t n, const Co& q) { forward_loop<T>(x, y, n, q); }
+  static void run(const float* x, float* y, int64_t n, Co q) { forward_loop<T>(x, y, n, q); }
 };
 template <uint32_t T>
 struct Bwd {
-  static void run(const float* dy, const float* x, float* dx, int64_t n, const Co& q) {
+  static void run(const float* dy, const float* x, float* dx, int64_t n, Co q) {
     backward_loop<T>(dy, x, dx, n, q);
   }
 };
