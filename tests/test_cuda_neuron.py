@@ -47,14 +47,18 @@ def test_neuron_forward_backward(name, custom, dtype):
     x = _data((5, 3, 13, 11), dtype, seed=1)  # 2145 elements: not a multiple of the block
     a, b, c = CUSTOM[name] if custom else (None, None, None)
     edge = -b / a if custom and name in ("logarithm", "power") else 0.5  # exactly representable
+    if custom and name in ("logarithm", "power"):
+        # random values keep clear of the edge: there a*x + b cancels, and FMA contraction (or
+        # not) changes the rounding of what is left; the exact edge is set below
+        z = a * x.astype(np.float64) + b
+        x = np.where(np.abs(z) < 0.05, x + np.float32(0.1 / a), x).astype(dtype)
     x.reshape(-1)[:8] = [0.0, np.nan, 25.0, -25.0, np.inf, -np.inf, edge, edge - 1.0]
     dy = _data(x.shape, dtype, seed=2, scale=1.0)
     y = mnn.ops.neuron_forward(_cuda(x), name, a, b, c)
     assert y.device.type == "cuda" and y.dtype == dtype and y.shape == x.shape
-    scale = 10.0 if custom and name in ("logarithm", "power") else 1.0  # a*x + b cancels near the edge
-    _close(y.numpy(), mnn.ops.neuron_forward(x, name, a, b, c), dtype, scale)
+    _close(y.numpy(), mnn.ops.neuron_forward(x, name, a, b, c), dtype)
     dx = mnn.ops.neuron_backward(_cuda(dy), _cuda(x), name, a, b, c)
-    _close(dx.numpy(), mnn.ops.neuron_backward(dy, x, name, a, b, c), dtype, scale)
+    _close(dx.numpy(), mnn.ops.neuron_backward(dy, x, name, a, b, c), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
