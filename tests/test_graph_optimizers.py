@@ -25,7 +25,7 @@ def preprocess(w, g, opt):
     g = opt.gradient_rescale * g
     if opt.gradient_clip is not None:
         g = np.clip(g, *opt.gradient_clip)
-    if opt.weight_decay > 0:
+    if opt.weight_decay > 0 and opt.regularization != "none":
         g = g + opt.weight_decay * (w if opt.regularization == "l2" else np.sign(w))
     return g
 
@@ -319,3 +319,82 @@ def test_bad_step_input_leaves_weights_and_state_untouched(make):
     with raises_named(ValueError, name, "states[0]"):
         opt.step_many([w], [g], [partial], 1)
     untouched()
+
+
+# ---------------------------------------------------------------------------------------
+# regularization "none" and the per-data-source learning-rate scale in a graph
+
+
+def test_regularization_none_is_no_term():
+    r = rng(50)
+    w = randn(r, *SHAPE)
+    g = randn(r, *SHAPE)
+    a, b, c = w.copy(), w.copy(), w.copy()
+    SGD(0.1, weight_decay=0.5, regularization="none").step(a, g, {}, 1)
+    SGD(0.1).step(b, g, {}, 1)
+    SGD(0.1, weight_decay=0.5, regularization="l1").step(c, g, {}, 1)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(c, w - 0.1 * (g + 0.5 * np.sign(w)), rtol=1e-6)
+    assert optimizer_from_dict(SGD(regularization="none").to_dict()).regularization == "none"
+
+
+def _two_layer_graph(opt, scales, seed=51):
+    """conv 3x3 + relu -> fully connected -> softmax cross-entropy; scales per layer."""
+    from metalnn.graph import (ConvolutionNode, FullyConnectedNode, Graph, ImageNode, NeuronReLUNode,
+                               SoftmaxCrossEntropyLossNode)
+    from metalnn.graph.data_source import ConvolutionWeights
+
+    ds1 = ConvolutionWeights(3, 4, 3, optimizer=opt, seed=seed, label="c1")
+    ds2 = ConvolutionWeights(4, 5, (6, 6), optimizer=opt, seed=seed + 1, label="fc")
+    for ds, sc in zip((ds1, ds2), scales):
+        if sc is not None:
+            ds.learning_rate_scale = sc
+    x = ImageNode("x")
+    c1 = ConvolutionNode(x, ds1)
+    fc = FullyConnectedNode(NeuronReLUNode(c1.result).result, ds2)
+    loss = SoftmaxCrossEntropyLossNode(fc.result)
+    return Graph.training(loss), (ds1, ds2)
+
+
+def _batch(seed=52):
+    r = rng(seed)
+    return randn(r, 6, 3, 6, 6), r.integers(0, 5, size=6).astype(np.int32)
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(0.1, 0.9), lambda: Adam(0.01), lambda: RMSProp(0.01)])
+def test_learning_rate_scale_scales_each_layers_first_step(make):
+    x, labels = _batch()
+    base, (b1, b2) = _two_layer_graph(make(), (None, None))
+    scaled, (s1, s2) = _two_layer_graph(make(), (0.5, 2.0))
+    w0 = [b1.weights().copy(), b1.biases().copy(), b2.weights().copy(), b2.biases().copy()]
+    base.run(x, labels)
+    scaled.run(x, labels)
+    # Same weights and batch, so the same gradients: the first step is linear in the learning rate.
+    for got, ref, start, k in zip((s1.weight_array, s1.bias_array, s2.weight_array, s2.bias_array),
+                                  (b1.weight_array, b1.bias_array, b2.weight_array, b2.bias_array),
+                                  w0, (0.5, 0.5, 2.0, 2.0)):
+        assert np.abs(ref - start).max() > 1e-4
+        np.testing.assert_allclose(got - start, k * (ref - start), rtol=1e-4, atol=1e-6)
+
+
+def test_learning_rate_scale_zero_freezes_a_layer_and_changes_recompile():
+    x, labels = _batch(53)
+    graph, (d1, d2) = _two_layer_graph(Adam(0.01), (None, 0.0))
+    w1, w2 = d1.weights().copy(), d2.weights().copy()
+    for _ in range(3):
+        graph.run(x, labels)
+    np.testing.assert_array_equal(d2.weight_array, w2)  # frozen: gradients still flow to c1
+    assert np.abs(d1.weight_array - w1).max() > 1e-4
+    d2.learning_rate_scale = 1.0  # read when the graph compiles: a new value recompiles
+    graph.run(x, labels)
+    assert np.abs(d2.weight_array - w2).max() > 1e-4
+
+
+@pytest.mark.parametrize("bad,exc", [(-1.0, ValueError), (float("nan"), ValueError), ("x", TypeError)])
+def test_learning_rate_scale_bad_values(bad, exc):
+    x, labels = _batch(54)
+    graph, (d1, _) = _two_layer_graph(SGD(0.1), (bad, None))
+    w = d1.weights().copy()
+    with pytest.raises(exc, match=r"^\[Graph\] node 'c1': learning_rate_scale"):
+        graph.run(x, labels)
+    np.testing.assert_array_equal(d1.weights(), w)

@@ -174,7 +174,7 @@ def test_softmax_cross_entropy_zero_target_at_minus_inf(dtype):
 
 SIZE, TG, STEPS = 203, 64, 3
 COMMON = [dict(), dict(weight_decay=0.01), dict(weight_decay=0.05, regularization="l1"),
-          dict(gradient_rescale=0.5, gradient_clip=(-0.3, 0.4))]
+          dict(gradient_rescale=0.5, gradient_clip=(-0.3, 0.4)), dict(weight_decay=0.2, regularization="none")]
 
 
 def _problem(r, dtype, nstate):
@@ -327,3 +327,26 @@ def test_add(dtype):
     with np.errstate(invalid="ignore"):  # inf + -inf
         ref = (a.astype(np.float32) + b.astype(np.float32)).astype(dtype)
     np.testing.assert_array_equal(y, ref)  # exact, NaN where the reference has NaN
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_learning_rate_scales_run_as_scaled_params(dtype):
+    # The host runs each group of equal learning_rate_scales with learning_rate * scale (and
+    # Adam's lr_t from it): the kernels given those params match the CPU's *_many with scales.
+    r = rng(60)
+    scales = [1.0, 0.25, 0.0]
+    opts = dict(learning_rate=0.02, beta1=0.8, beta2=0.99, epsilon=1e-6, weight_decay=0.05, regularization="l1")
+    ws = [randn(r, SIZE, dtype=dtype) for _ in scales]
+    ms = [np.abs(randn(r, SIZE)) * 0.1 for _ in scales]
+    vs = [np.abs(randn(r, SIZE)) * 0.1 for _ in scales]
+    w_ref, m_ref, v_ref = [w.copy() for w in ws], [m.copy() for m in ms], [v.copy() for v in vs]
+    for step in range(1, STEPS + 1):
+        gs = [randn(r, SIZE, dtype=dtype) for _ in scales]
+        mnn.ops.adam_step_many(w_ref, gs, m_ref, v_ref, step, learning_rate_scales=scales, **opts)
+        for i, sc in enumerate(scales):
+            p = adam_params(step, **{**opts, "learning_rate": opts["learning_rate"] * sc})
+            _dispatch_step(f"adam_step_{SUFFIX[dtype]}", ws[i], gs[i], [ms[i], vs[i], vs[i].copy()], p)
+    for i in range(len(scales)):
+        assert_close(ws[i], w_ref[i], dtype, what=f"weights[{i}]")
+        assert_close(ms[i], m_ref[i], np.float32, rtol=2e-5, what=f"m[{i}]")
+        assert_close(vs[i], v_ref[i], np.float32, rtol=2e-5, what=f"v[{i}]")

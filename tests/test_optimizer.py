@@ -20,7 +20,7 @@ def _prep(g, w, rescale=1.0, clip=None, weight_decay=0.0, regularization="l2"):
     g = rescale * g
     if clip is not None:
         g = np.clip(g, clip[0], clip[1])
-    if weight_decay:
+    if weight_decay and regularization != "none":
         g = g + weight_decay * (w if regularization == "l2" else np.sign(w))
     return g
 
@@ -490,3 +490,97 @@ def test_nan_gradient_propagates(runner, clip):
     assert np.all(np.isfinite(a["w"][finite]))
     if clip is not None:
         assert np.isfinite(a["w"][0, 0])  # +inf clipped to 0.5
+
+
+# ---------------------------------------------------------------- regularization types and per-tensor scales
+
+
+@pytest.mark.parametrize("regularization", ["l2", "l1", "none"])
+@pytest.mark.parametrize("kind,kw", [
+    ("sgd", {"lr": 0.1, "momentum": 0.7}),
+    ("adam", {"lr": 0.05, "amsgrad": True}),
+    ("rmsprop", {"lr": 0.02, "decay": 0.8}),
+])
+def test_regularization_types_match_numpy(kind, kw, regularization):
+    # MPSNNRegularizationType none / L1 / L2, applied to the gradient before the update rule.
+    w, _ = _run(kind, {**kw, "weight_decay": 0.3, "regularization": regularization}, (7, 9), seed=40)
+    w_plain, _ = _run(kind, kw, (7, 9), seed=40)
+    if regularization == "none":
+        np.testing.assert_array_equal(w, w_plain)
+    else:
+        assert not np.allclose(w, w_plain, atol=1e-4)  # the term changed the trajectory
+
+
+def test_l1_and_l2_terms_differ_as_their_gradients():
+    # One plain SGD step: w - lr * (g + scale * w) versus w - lr * (g + scale * sign(w)), sign(0) = 0.
+    w = np.array([-2.0, -0.5, 0.0, 0.25, 3.0], np.float32)
+    g = np.zeros_like(w)
+    for reg, term in (("l2", w), ("l1", np.sign(w)), ("none", 0 * w)):
+        wk = w.copy()
+        mnn.ops.sgd_step(wk, g, learning_rate=0.5, weight_decay=0.2, regularization=reg)
+        np.testing.assert_allclose(wk, w - 0.5 * 0.2 * term, rtol=1e-6)
+
+
+def _run_many_scaled(kind, scales, kw, seed=41):
+    """Three *_many steps with learning_rate_scales against the numpy rule with lr * scale."""
+    r = rng(seed)
+    shapes = [(4, 3), (5,), (2, 3, 3)]
+    ws = [randn(r, *s) for s in shapes]
+    refs = [w.astype(np.float64) for w in ws]
+    names = {"sgd": ["momentum_buffer"], "adam": ["m", "v"], "rmsprop": ["s"]}[kind]
+    st = [{n: np.zeros(s, np.float32) for n in names} for s in shapes]
+    st_ref = [{n: np.zeros(s) for n in names} for s in shapes]
+    api = _api_kwargs(kw)
+    for t in range(1, 4):
+        gs = [randn(r, *s) for s in shapes]
+        if kind == "sgd":
+            mnn.ops.sgd_step_many(ws, gs, [x["momentum_buffer"] for x in st], learning_rate_scales=scales, **api)
+        elif kind == "adam":
+            mnn.ops.adam_step_many(ws, gs, [x["m"] for x in st], [x["v"] for x in st], t,
+                                   learning_rate_scales=scales, **api)
+        else:
+            mnn.ops.rmsprop_step_many(ws, gs, [x["s"] for x in st], learning_rate_scales=scales, **api)
+        for i, sc in enumerate(scales):
+            k = {**kw, "lr": kw["lr"] * sc}
+            g64 = gs[i].astype(np.float64)
+            if kind == "sgd":
+                refs[i] = _ref_sgd(refs[i], g64, st_ref[i], **k)
+            elif kind == "adam":
+                refs[i] = _ref_adam(refs[i], g64, st_ref[i], t, **k)
+            else:
+                refs[i] = _ref_rmsprop(refs[i], g64, st_ref[i], **k)
+    for i in range(len(shapes)):
+        assert_close(ws[i], refs[i], what=f"{kind} weights[{i}] with scale {scales[i]}")
+        for n in names:
+            assert_close(st[i][n], st_ref[i][n], what=f"{kind} {n}[{i}]")
+    return ws
+
+
+@pytest.mark.parametrize("kind,kw", [
+    ("sgd", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}),
+    ("adam", {"lr": 0.05, "weight_decay": 0.02, "regularization": "l1"}),
+    ("rmsprop", {"lr": 0.02, "clip": (-1.0, 1.0)}),
+])
+def test_learning_rate_scales_match_numpy(kind, kw):
+    ws = _run_many_scaled(kind, [1.0, 0.25, 0.0], kw)
+    r = rng(41)
+    start = [randn(r, *s) for s in [(4, 3), (5,), (2, 3, 3)]]
+    np.testing.assert_array_equal(ws[2], start[2])  # scale 0: the tensor stays (its state moves)
+    # all-equal scales are the same as a scaled learning rate
+    same = _run_many_scaled(kind, [0.5, 0.5, 0.5], kw, seed=42)
+    half = _run_many_scaled(kind, [1.0, 1.0, 1.0], {**kw, "lr": kw["lr"] * 0.5}, seed=42)
+    for a, b in zip(same, half):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_learning_rate_scales_bad_input_leaves_everything_untouched():
+    ws, gs = _params(43)
+    bufs = _zeros_like(ws)
+    before = [a.tobytes() for a in ws + bufs]
+    n = len(ws)
+    for exc, scales in ((ValueError, [1.0] * (n - 1)), (ValueError, [1.0] * (n - 1) + [-0.5]),
+                        (ValueError, [1.0] * (n - 1) + [float("nan")]), (ValueError, [float("inf")] * n),
+                        (TypeError, "fast"), (TypeError, [1.0] * (n - 1) + ["x"]), (TypeError, 3.0)):
+        with raises_named(exc, "sgd_step_many", "learning_rate_scales"):
+            mnn.ops.sgd_step_many(ws, gs, bufs, learning_rate=0.1, momentum=0.9, learning_rate_scales=scales)
+    assert [a.tobytes() for a in ws + bufs] == before

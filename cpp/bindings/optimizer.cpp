@@ -13,7 +13,8 @@
 namespace metalnn::py_bind {
 namespace {
 
-// gradient_rescale, gradient_clip=(min, max) or None, weight_decay with "l2" or "l1".
+// gradient_rescale, gradient_clip=(min, max) or None, weight_decay with "l2", "l1" or "none"
+// (MPSNNRegularizationType).
 OptimizerDescriptor make_base(const char* op, double learning_rate, double weight_decay, double gradient_rescale,
                               py::handle gradient_clip, const std::string& regularization) {
   OptimizerDescriptor d;
@@ -22,7 +23,9 @@ OptimizerDescriptor make_base(const char* op, double learning_rate, double weigh
   d.regularization_scale = weight_decay;
   if (regularization == "l2") d.regularization = MNN_REGULARIZATION_L2;
   else if (regularization == "l1") d.regularization = MNN_REGULARIZATION_L1;
-  else fail(ErrorKind::Value, op, "regularization: unknown type '", regularization, "' (expected 'l2' or 'l1')");
+  else if (regularization == "none") d.regularization = MNN_REGULARIZATION_NONE;
+  else fail(ErrorKind::Value, op, "regularization: unknown type '", regularization,
+            "' (expected 'l2', 'l1' or 'none')");
   if (!gradient_clip.is_none()) {
     bool ok = py::isinstance<py::sequence>(gradient_clip) && !py::isinstance<py::str>(gradient_clip) &&
               py::len(gradient_clip) == 2;
@@ -41,6 +44,27 @@ OptimizerDescriptor make_base(const char* op, double learning_rate, double weigh
     d.apply_gradient_clipping = true;
   }
   return d;
+}
+
+// learning_rate_scales of the _many forms: None (all 1) or a sequence of numbers.
+std::vector<double> scales_arg(const char* op, py::handle h) {
+  std::vector<double> out;
+  if (h.is_none()) return out;
+  bool ok = py::isinstance<py::sequence>(h) && !py::isinstance<py::str>(h);
+  if (ok) {
+    try {
+      for (auto v : h.cast<py::sequence>()) {
+        if (py::isinstance<py::bool_>(v)) throw py::cast_error();
+        out.push_back(v.cast<double>());
+      }
+    } catch (const py::cast_error&) {
+      ok = false;
+    }
+  }
+  if (!ok)
+    fail(ErrorKind::Type, op, "learning_rate_scales must be None or a list of numbers, got ",
+         std::string(py::repr(h)));
+  return out;
 }
 
 // A tensor argument of the single form (a Tensor, undefined for None when optional) or a
@@ -128,13 +152,14 @@ void def_sgd(py::module_& ops) {
   ops.def(name,
           [name, buffer](py::handle weights, py::handle gradients, py::handle momentum_buffer, double learning_rate,
                          double momentum, bool nesterov, double weight_decay, double gradient_rescale,
-                         py::handle gradient_clip, const std::string& regularization) {
+                         py::handle gradient_clip, const std::string& regularization, py::handle scales) {
             Call call(name);
             auto w = tensor_arg<Many>(call, weights, "weights", true);
             auto g = tensor_arg<Many>(call, gradients, "gradients", false);
             auto buf = tensor_arg<Many>(call, momentum_buffer, buffer, true, true);
             auto d = make_sgd(call.op(), learning_rate, momentum, nesterov, weight_decay, gradient_rescale,
                               gradient_clip, regularization);
+            d.base.learning_rate_scales = scales_arg(call.op(), scales);
             without_gil([&] {
               if constexpr (Many) sgd_step_many(w, g, buf, d);
               else sgd_step(w, g, buf, d);
@@ -142,7 +167,8 @@ void def_sgd(py::module_& ops) {
           },
           py::arg("weights"), py::arg("gradients"), py::arg(buffer) = py::none(), py::arg("learning_rate") = 0.01,
           py::arg("momentum") = 0.0, py::arg("nesterov") = false, py::arg("weight_decay") = 0.0,
-          py::arg("gradient_rescale") = 1.0, py::arg("gradient_clip") = py::none(), py::arg("regularization") = "l2");
+          py::arg("gradient_rescale") = 1.0, py::arg("gradient_clip") = py::none(), py::arg("regularization") = "l2",
+          py::arg("learning_rate_scales") = py::none());
 }
 
 template <bool Many>
@@ -152,7 +178,7 @@ void def_adam(py::module_& ops) {
           [name](py::handle weights, py::handle gradients, py::handle m, py::handle v, int64_t step,
                  double learning_rate, double beta1, double beta2, double epsilon, bool amsgrad, py::handle v_max,
                  double weight_decay, double gradient_rescale, py::handle gradient_clip,
-                 const std::string& regularization) {
+                 const std::string& regularization, py::handle scales) {
             Call call(name);
             auto tw = tensor_arg<Many>(call, weights, "weights", true);
             auto tg = tensor_arg<Many>(call, gradients, "gradients", false);
@@ -165,6 +191,7 @@ void def_adam(py::module_& ops) {
             }
             auto d = make_adam(call.op(), learning_rate, beta1, beta2, epsilon, amsgrad, weight_decay,
                                gradient_rescale, gradient_clip, regularization);
+            d.base.learning_rate_scales = scales_arg(call.op(), scales);
             without_gil([&] {
               if constexpr (Many) adam_step_many(tw, tg, tm, tv, tvm, step, d);
               else adam_step(tw, tg, tm, tv, tvm, step, d);
@@ -174,7 +201,7 @@ void def_adam(py::module_& ops) {
           py::arg("learning_rate") = 1e-3, py::arg("beta1") = 0.9, py::arg("beta2") = 0.999,
           py::arg("epsilon") = 1e-8, py::arg("amsgrad") = false, py::arg("v_max") = py::none(),
           py::arg("weight_decay") = 0.0, py::arg("gradient_rescale") = 1.0, py::arg("gradient_clip") = py::none(),
-          py::arg("regularization") = "l2");
+          py::arg("regularization") = "l2", py::arg("learning_rate_scales") = py::none());
 }
 
 template <bool Many>
@@ -183,13 +210,14 @@ void def_rmsprop(py::module_& ops) {
   ops.def(name,
           [name](py::handle weights, py::handle gradients, py::handle s, double learning_rate, double decay,
                  double epsilon, double weight_decay, double gradient_rescale, py::handle gradient_clip,
-                 const std::string& regularization) {
+                 const std::string& regularization, py::handle scales) {
             Call call(name);
             auto tw = tensor_arg<Many>(call, weights, "weights", true);
             auto tg = tensor_arg<Many>(call, gradients, "gradients", false);
             auto ts = tensor_arg<Many>(call, s, "s", true);
             auto d = make_rmsprop(call.op(), learning_rate, decay, epsilon, weight_decay, gradient_rescale,
                                   gradient_clip, regularization);
+            d.base.learning_rate_scales = scales_arg(call.op(), scales);
             without_gil([&] {
               if constexpr (Many) rmsprop_step_many(tw, tg, ts, d);
               else rmsprop_step(tw, tg, ts, d);
@@ -197,7 +225,8 @@ void def_rmsprop(py::module_& ops) {
           },
           py::arg("weights"), py::arg("gradients"), py::arg("s"), py::arg("learning_rate") = 1e-3,
           py::arg("decay") = 0.9, py::arg("epsilon") = 1e-8, py::arg("weight_decay") = 0.0,
-          py::arg("gradient_rescale") = 1.0, py::arg("gradient_clip") = py::none(), py::arg("regularization") = "l2");
+          py::arg("gradient_rescale") = 1.0, py::arg("gradient_clip") = py::none(), py::arg("regularization") = "l2",
+          py::arg("learning_rate_scales") = py::none());
 }
 
 }  // namespace
@@ -206,6 +235,7 @@ SgdDescriptor sgd_descriptor(const char* op, const py::dict& kw) {
   CommonKeywords c(kw);
   SgdDescriptor d = make_sgd(op, get(kw, "learning_rate", 0.01), get(kw, "momentum", 0.0), get(kw, "nesterov", false),
                              c.weight_decay, c.gradient_rescale, c.gradient_clip, c.regularization);
+  d.base.learning_rate_scales = scales_arg(op, get<py::object>(kw, "learning_rate_scales", py::none()));
   d.validate(op);
   return d;
 }
@@ -215,6 +245,7 @@ AdamDescriptor adam_descriptor(const char* op, const py::dict& kw) {
   AdamDescriptor d = make_adam(op, get(kw, "learning_rate", 1e-3), get(kw, "beta1", 0.9), get(kw, "beta2", 0.999),
                                get(kw, "epsilon", 1e-8), get(kw, "amsgrad", false), c.weight_decay,
                                c.gradient_rescale, c.gradient_clip, c.regularization);
+  d.base.learning_rate_scales = scales_arg(op, get<py::object>(kw, "learning_rate_scales", py::none()));
   d.validate(op);
   return d;
 }
@@ -224,6 +255,7 @@ RmsPropDescriptor rmsprop_descriptor(const char* op, const py::dict& kw) {
   RmsPropDescriptor d = make_rmsprop(op, get(kw, "learning_rate", 1e-3), get(kw, "decay", 0.9),
                                      get(kw, "epsilon", 1e-8), c.weight_decay, c.gradient_rescale, c.gradient_clip,
                                      c.regularization);
+  d.base.learning_rate_scales = scales_arg(op, get<py::object>(kw, "learning_rate_scales", py::none()));
   d.validate(op);
   return d;
 }

@@ -132,6 +132,49 @@ std::vector<metal::OptimizerSlot> metal_slots(const std::vector<cpu::OptimizerSl
   return out;
 }
 
+// Tensor indices grouped by learning-rate scale, in order of first appearance: each group is
+// one kernel call with learning_rate * scale. Checked before anything is written.
+std::vector<std::pair<double, std::vector<size_t>>> scale_groups(const char* op, const OptimizerDescriptor& d,
+                                                                 size_t count) {
+  std::vector<std::pair<double, std::vector<size_t>>> groups;
+  const auto& scales = d.learning_rate_scales;
+  if (scales.empty()) {
+    groups.push_back({1.0, {}});
+    for (size_t i = 0; i < count; ++i) groups[0].second.push_back(i);
+    return groups;
+  }
+  if (scales.size() != count)
+    fail(ErrorKind::Value, op, "learning_rate_scales must have one value per weight (", count, "), got ",
+         scales.size());
+  for (size_t i = 0; i < count; ++i) {
+    const double v = scales[i];
+    if (!std::isfinite(v) || v < 0 || d.learning_rate * v > FLT_MAX)
+      fail(ErrorKind::Value, op, "learning_rate_scales[", i, "] must be finite and >= 0 (learning_rate * scale ",
+           "must fit float32), got ", v);
+    auto it = std::find_if(groups.begin(), groups.end(), [v](const auto& g) { return g.first == v; });
+    if (it == groups.end()) groups.push_back({v, {i}});
+    else it->second.push_back(i);
+  }
+  return groups;
+}
+
+template <class T>
+std::vector<T> pick(const std::vector<T>& v, const std::vector<size_t>& idx) {
+  std::vector<T> out;
+  out.reserve(idx.size());
+  for (size_t i : idx) out.push_back(v[i]);
+  return out;
+}
+
+// The descriptor of one scale group: learning_rate * scale, no per-tensor scales left.
+template <class D>
+D scaled(const D& desc, double scale) {
+  D d = desc;
+  d.base.learning_rate *= scale;
+  d.base.learning_rate_scales.clear();
+  return d;
+}
+
 void check_step(const char* op, int64_t step) {
   if (step < 1) fail(ErrorKind::Value, op, "step must be >= 1 (it is 1-based: the first update is step 1), got ", step);
 }
@@ -140,10 +183,14 @@ void run_sgd(const char* op, bool many, const std::vector<Tensor>& w, const std:
              const std::vector<Tensor>& buf, const SgdDescriptor& desc) {
   desc.validate(op);
   auto slots = check_tensors(op, many, w, g, {{"momentum_buffer", &buf, desc.momentum > 0, " when momentum > 0"}});
-  auto params = desc.params(!buf.empty());
-  dispatch(op, w[0].device(), [&] { cpu::sgd_step(slots, params); },
-           [&] { metal::sgd_step(metal_slots(slots, {&buf}), params); },
-           cuda_kernel([&] { cuda::sgd_step(slots, params); }));
+  for (const auto& group : scale_groups(op, desc.base, w.size())) {
+    const std::vector<size_t>& idx = group.second;
+    auto params = scaled(desc, group.first).params(!buf.empty());
+    auto part = pick(slots, idx);
+    dispatch(op, w[0].device(), [&] { cpu::sgd_step(part, params); },
+             [&] { metal::sgd_step(pick(metal_slots(slots, {&buf}), idx), params); },
+             cuda_kernel([&] { cuda::sgd_step(part, params); }));
+  }
 }
 
 void run_adam(const char* op, bool many, const std::vector<Tensor>& w, const std::vector<Tensor>& g,
@@ -156,20 +203,28 @@ void run_adam(const char* op, bool many, const std::vector<Tensor>& w, const std
   auto slots = check_tensors(op, many, w, g,
                              {{"m", &m, true, " (Adam's first moment)"}, {"v", &v, true, " (Adam's second moment)"},
                               {"v_max", desc.amsgrad ? &v_max : &kNone, desc.amsgrad, " when amsgrad=True"}});
-  auto params = desc.params(step);
-  dispatch(op, w[0].device(), [&] { cpu::adam_step(slots, params); },
-           [&] { metal::adam_step(metal_slots(slots, {&m, &v, desc.amsgrad ? &v_max : nullptr}), params); },
-           cuda_kernel([&] { cuda::adam_step(slots, params); }));
+  for (const auto& group : scale_groups(op, desc.base, w.size())) {
+    const std::vector<size_t>& idx = group.second;
+    auto params = scaled(desc, group.first).params(step);
+    auto part = pick(slots, idx);
+    dispatch(op, w[0].device(), [&] { cpu::adam_step(part, params); },
+             [&] { metal::adam_step(pick(metal_slots(slots, {&m, &v, desc.amsgrad ? &v_max : nullptr}), idx), params); },
+             cuda_kernel([&] { cuda::adam_step(part, params); }));
+  }
 }
 
 void run_rmsprop(const char* op, bool many, const std::vector<Tensor>& w, const std::vector<Tensor>& g,
                  const std::vector<Tensor>& s, const RmsPropDescriptor& desc) {
   desc.validate(op);
   auto slots = check_tensors(op, many, w, g, {{"s", &s, true, " (the running mean of g^2)"}});
-  auto params = desc.params();
-  dispatch(op, w[0].device(), [&] { cpu::rmsprop_step(slots, params); },
-           [&] { metal::rmsprop_step(metal_slots(slots, {&s}), params); },
-           cuda_kernel([&] { cuda::rmsprop_step(slots, params); }));
+  for (const auto& group : scale_groups(op, desc.base, w.size())) {
+    const std::vector<size_t>& idx = group.second;
+    auto params = scaled(desc, group.first).params();
+    auto part = pick(slots, idx);
+    dispatch(op, w[0].device(), [&] { cpu::rmsprop_step(part, params); },
+             [&] { metal::rmsprop_step(pick(metal_slots(slots, {&s}), idx), params); },
+             cuda_kernel([&] { cuda::rmsprop_step(part, params); }));
+  }
 }
 
 std::vector<Tensor> one(const Tensor& t) { return t.defined() ? std::vector<Tensor>{t} : std::vector<Tensor>{}; }

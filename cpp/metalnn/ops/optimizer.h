@@ -4,7 +4,7 @@
 //
 // Gradient preprocessing (MPS order): g = gradient_rescale * grad; clipped to
 // [clip_min, clip_max] when clipping is on; then regularization (L2: g += scale * w,
-// L1: g += scale * sign(w)). Weights and gradients are float32 or float16 (float16 is
+// L1: g += scale * sign(w); none: no term). Weights and gradients are float32 or float16 (float16 is
 // updated in float32 and rounded once); state is always float32.
 #pragma once
 #include <cstdint>
@@ -24,6 +24,10 @@ struct OptimizerDescriptor {
   double gradient_clip_min = 0.0, gradient_clip_max = 0.0;
   MnnRegularizationType regularization = MNN_REGULARIZATION_NONE;
   double regularization_scale = 0.0;  // "weight_decay" in the Python API
+  // Per-tensor factors on learning_rate for the *_step_many forms (a data source's learning-rate
+  // scale in the graph): tensor i is updated with learning_rate * learning_rate_scales[i]. Empty:
+  // 1 for every tensor; otherwise one finite value >= 0 per weight tensor.
+  std::vector<double> learning_rate_scales;
 
   // Throws ValueError naming the bad hyper-parameter.
   void validate(const char* op) const;

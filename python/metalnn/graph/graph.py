@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import _core
 from .compiler import Compiled, Compiler, memory_plan
+from .optimizers import learning_rate_scale
 from .nodes import (
     AdditionNode,
     FilterNode,
@@ -314,16 +315,21 @@ class Graph:
                 c.emit(f"{node.label}.update", "python", _python_update(ds, w, b), slots, inputs=slots)
                 continue
             opt = ds.optimizer
-            targets = groups.setdefault(id(opt), (opt, []))[1]
+            targets, scales = groups.setdefault(id(opt), (opt, [], []))[1:]
+            scale = learning_rate_scale(ds, node.label)  # the data source's per-layer factor
             for which, p, g in (("weights", w, dw), ("biases", b, db)):
                 if p is not None and g is not None:
                     targets.append((p, g, self._optimizer_state(node, which, p, opt)))
-        for opt, targets in groups.values():
+                    scales.append(scale)
+        for opt, targets, scales in groups.values():
             slots = [t[1] for t in targets]
+            hyper = opt.hyperparameters()
+            if any(s != 1.0 for s in scales):
+                hyper = {**hyper, "learning_rate_scales": scales}
             if opt.kind == "adam":
-                c.emit("update", "adam_update", targets, opt.hyperparameters(), _counter(opt), inputs=slots)
+                c.emit("update", "adam_update", targets, hyper, _counter(opt), inputs=slots)
             else:
-                c.emit("update", f"{opt.kind}_update", targets, opt.hyperparameters(), inputs=slots)
+                c.emit("update", f"{opt.kind}_update", targets, hyper, inputs=slots)
 
     # -- compile and run -------------------------------------------------------------
     def _key(self, feeds: dict) -> tuple:
@@ -332,7 +338,9 @@ class Graph:
         shapes = tuple((img.id, tuple(a.shape), str(a.dtype)) for img, a in feeds.items())
         hyper = tuple(tuple(sorted((k, repr(v)) for k, v in opt.hyperparameters().items()))
                       for opt in self._optimizers)
-        return shapes, self._mode, hyper
+        scales = tuple(learning_rate_scale(n.data_source, n.label) for n in self.nodes
+                       if getattr(n, "data_source", None) is not None)
+        return shapes, self._mode, hyper, scales
 
     def _compile(self, feeds: dict) -> tuple:
         key = self._key(feeds)

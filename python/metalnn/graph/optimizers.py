@@ -13,7 +13,16 @@ Every optimizer shares MPS's gradient preprocessing (``MPSNNOptimizerDescriptor`
     g = gradient_rescale * gradients
     g = clamp(g, lo, hi)            if gradient_clip = (lo, hi)
     g = g + weight_decay * w        regularization="l2"
-    g = g + weight_decay * sign(w)  regularization="l1"
+    g = g + weight_decay * sign(w)  regularization="l1"   (sign(0) = 0)
+    g unchanged                     regularization="none"
+
+(``MPSNNRegularizationType`` none / L1 / L2; ``weight_decay`` is MPS's regularizationScale.)
+
+Per-layer learning rate: a data source may carry ``learning_rate_scale`` (a float >= 0, default
+1); the graph updates that layer's weights and biases with ``learning_rate *
+learning_rate_scale`` in the same multi-tensor update as the other layers (``0`` freezes the
+layer while its gradients still flow). :meth:`Optimizer.step_many` takes the same factors as
+``learning_rate_scales``.
 
 Arguments are validated in ``__init__``; a bad value raises ValueError (TypeError for a wrong
 type) whose message starts with ``[SGD]`` / ``[Adam]`` / ``[RMSProp]`` and names the argument.
@@ -31,10 +40,10 @@ import numpy as np
 from ..ops import optimizer as _kernels
 from ._validate import integer, is_real
 
-__all__ = ["Optimizer", "SGD", "Adam", "RMSProp", "optimizer_from_dict"]
+__all__ = ["Optimizer", "SGD", "Adam", "RMSProp", "optimizer_from_dict", "learning_rate_scale"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_REGULARIZATIONS = ("l2", "l1")
+_REGULARIZATIONS = ("l2", "l1", "none")
 
 
 def _real(owner: str, name: str, value: Any) -> float:
@@ -96,6 +105,14 @@ def _clip(owner: str, value: Any) -> tuple[float, float] | None:
     return lo, hi
 
 
+def learning_rate_scale(source: Any, label: str | None = None) -> float:
+    """A data source's ``learning_rate_scale`` (1.0 when it has none), checked: a finite real
+    number >= 0 that fits float32; errors read ``[Graph] node '<label>': learning_rate_scale ...``."""
+    value = getattr(source, "learning_rate_scale", 1.0)
+    name = f"node '{label}': learning_rate_scale" if label else "learning_rate_scale"
+    return _non_negative("Graph", name, value)
+
+
 class Optimizer(abc.ABC):
     """Base class of the optimizer descriptors (as ``MPSNNOptimizer``).
 
@@ -104,7 +121,7 @@ class Optimizer(abc.ABC):
     ``_run_kernel`` (how :meth:`step` and :meth:`step_many` call the kernels). The common
     arguments are those of
     ``MPSNNOptimizerDescriptor``: ``weight_decay`` (regularizationScale, >= 0),
-    ``regularization`` ("l2" or "l1"), ``gradient_rescale`` (finite) and ``gradient_clip``
+    ``regularization`` ("l2", "l1" or "none"), ``gradient_rescale`` (finite) and ``gradient_clip``
     (None or (min, max)). Only :attr:`learning_rate` may change after construction (for
     schedules); everything else is read-only so a validated optimizer stays valid.
     """
@@ -125,11 +142,11 @@ class Optimizer(abc.ABC):
         self._weight_decay = _non_negative(owner, "weight_decay", weight_decay)
         if not isinstance(regularization, str):
             raise TypeError(
-                f"[{owner}] regularization must be a str ('l2' or 'l1'), got {regularization!r}"
+                f"[{owner}] regularization must be a str ('l2', 'l1' or 'none'), got {regularization!r}"
             )
         if regularization not in _REGULARIZATIONS:
             raise ValueError(
-                f"[{owner}] regularization must be 'l2' or 'l1', got {regularization!r}"
+                f"[{owner}] regularization must be 'l2', 'l1' or 'none', got {regularization!r}"
             )
         self._regularization = regularization
         self._gradient_rescale = _real(owner, "gradient_rescale", gradient_rescale)
@@ -224,10 +241,11 @@ class Optimizer(abc.ABC):
 
     @abc.abstractmethod
     def _run_kernel(
-        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int
+        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int,
+        **extra: Any,
     ) -> None:
         """Call ``kernel`` (the single or ``_many`` form) with the state arrays, or lists of
-        them, in :meth:`state_names` order, and the checked step ``t``."""
+        them, in :meth:`state_names` order, the checked step ``t`` and the keywords ``extra``."""
 
     def step(self, weights: Any, gradients: Any, state: Mapping[str, Any], step: int) -> None:
         """Apply one update to ``weights`` and ``state`` in place.
@@ -244,11 +262,14 @@ class Optimizer(abc.ABC):
         gradients: Sequence[Any],
         states: Sequence[Mapping[str, Any]],
         step: int,
+        learning_rate_scales: Sequence[float] | None = None,
     ) -> None:
-        """:meth:`step` on every parameter tensor at once (one multi-tensor kernel call)."""
+        """:meth:`step` on every parameter tensor at once (one multi-tensor kernel call);
+        tensor i uses ``learning_rate * learning_rate_scales[i]`` when the scales are given."""
         t = self._step_number(step)
         cols = self._states_many(weights, states)
-        self._run_kernel(self._kernel_many, list(weights), list(gradients), cols, t)
+        extra = {} if learning_rate_scales is None else {"learning_rate_scales": list(learning_rate_scales)}
+        self._run_kernel(self._kernel_many, list(weights), list(gradients), cols, t, **extra)
 
     def _states_many(self, weights: Sequence[Any], states: Any) -> list[list[Any]]:
         """Per-state-name lists: [[m0, m1, ...], [v0, v1, ...]]."""
@@ -348,10 +369,11 @@ class SGD(Optimizer):
     _kernel_many = staticmethod(_kernels.sgd_step_many)
 
     def _run_kernel(
-        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int
+        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int,
+        **extra: Any,
     ) -> None:
         # No momentum buffer without momentum.
-        kernel(weights, gradients, states[0] if states else None, **self.hyperparameters())
+        kernel(weights, gradients, states[0] if states else None, **self.hyperparameters(), **extra)
 
 
 class Adam(Optimizer):
@@ -426,10 +448,11 @@ class Adam(Optimizer):
     _kernel_many = staticmethod(_kernels.adam_step_many)
 
     def _run_kernel(
-        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int
+        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int,
+        **extra: Any,
     ) -> None:
         v_max = states[2] if self._amsgrad else None
-        kernel(weights, gradients, states[0], states[1], t, v_max=v_max, **self.hyperparameters())
+        kernel(weights, gradients, states[0], states[1], t, v_max=v_max, **self.hyperparameters(), **extra)
 
 
 class RMSProp(Optimizer):
@@ -487,10 +510,11 @@ class RMSProp(Optimizer):
     _kernel_many = staticmethod(_kernels.rmsprop_step_many)
 
     def _run_kernel(
-        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int
+        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int,
+        **extra: Any,
     ) -> None:
         (s,) = states
-        kernel(weights, gradients, s, **self.hyperparameters())
+        kernel(weights, gradients, s, **self.hyperparameters(), **extra)
 
 
 _KINDS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSProp}

@@ -12,10 +12,18 @@ Gradient preprocessing, common to all optimizers, in MPS order::
     g = gradient_rescale * gradients
     g = clamp(g, lo, hi)            if gradient_clip = (lo, hi)
     g = g + weight_decay * w        regularization="l2" (default)
-    g = g + weight_decay * sign(w)  regularization="l1"
+    g = g + weight_decay * sign(w)  regularization="l1"   (sign(0) = 0)
+    g unchanged                     regularization="none" (or weight_decay=0)
+
+as MPSNNRegularizationType none / L1 / L2 with ``weight_decay`` the regularization scale; the
+term is applied to the gradient before the update rule, so it passes through momentum and
+the Adam / RMSProp moments like the gradient itself.
 
 The ``*_many`` forms take lists (one entry per parameter tensor) and update a whole
-network in one call and one parallel region.
+network in one call and one parallel region. Their ``learning_rate_scales`` (None, or one
+finite value >= 0 per tensor) updates tensor i with ``learning_rate * learning_rate_scales[i]``
+(a data source's per-layer learning-rate scale); tensors that share a scale share one kernel
+call.
 """
 
 from __future__ import annotations
@@ -157,9 +165,11 @@ def sgd_step_many(
     gradient_rescale: float = 1.0,
     gradient_clip: tuple[float, float] | None = None,
     regularization: str = "l2",
+    learning_rate_scales: Sequence[float] | None = None,
 ) -> None:
     """:func:`sgd_step` on every ``weights[i]`` at once (lists of equal length; errors name
-    ``weights[i]``). All tensors are checked before any is updated."""
+    ``weights[i]``), with learning rate ``learning_rate * learning_rate_scales[i]``. All tensors
+    are checked before any is updated."""
     _core.ops.sgd_step_many(
         weights,
         gradients,
@@ -171,6 +181,7 @@ def sgd_step_many(
         gradient_rescale,
         gradient_clip,
         regularization,
+        learning_rate_scales,
     )
 
 
@@ -190,6 +201,7 @@ def adam_step_many(
     gradient_rescale: float = 1.0,
     gradient_clip: tuple[float, float] | None = None,
     regularization: str = "l2",
+    learning_rate_scales: Sequence[float] | None = None,
 ) -> None:
     """:func:`adam_step` on every ``weights[i]`` at once (one shared ``step``)."""
     _core.ops.adam_step_many(
@@ -208,6 +220,7 @@ def adam_step_many(
         gradient_rescale,
         gradient_clip,
         regularization,
+        learning_rate_scales,
     )
 
 
@@ -222,6 +235,7 @@ def rmsprop_step_many(
     gradient_rescale: float = 1.0,
     gradient_clip: tuple[float, float] | None = None,
     regularization: str = "l2",
+    learning_rate_scales: Sequence[float] | None = None,
 ) -> None:
     """:func:`rmsprop_step` on every ``weights[i]`` at once."""
     _core.ops.rmsprop_step_many(
@@ -235,4 +249,5 @@ def rmsprop_step_many(
         gradient_rescale,
         gradient_clip,
         regularization,
+        learning_rate_scales,
     )
