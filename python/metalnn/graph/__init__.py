@@ -33,6 +33,8 @@ from .nodes import (
     SoftmaxNode,
 )
 from .nodes_neuron import NeuronExponentialNode, NeuronLogarithmNode, NeuronPowerNode, NeuronPReLUNode
+from .nodes_conv_transpose import ConvolutionTransposeNode, ConvolutionTransposeWeights
+from .nodes_pooling import DilatedPoolingMaxNode, PoolingL2NormNode
 from .padding import Padding
 
 __all__ = [
@@ -46,3 +48,4 @@ __all__ += [
     "NeuronExponentialNode", "NeuronLogarithmNode", "NeuronMishNode", "NeuronPowerNode", "NeuronPReLUNode",
     "NeuronSELUNode", "NeuronSiLUNode", "NeuronSoftSignNode", "PReLUSlopes",
 ]
+__all__ += ["ConvolutionTransposeNode", "ConvolutionTransposeWeights", "DilatedPoolingMaxNode", "PoolingL2NormNode"]

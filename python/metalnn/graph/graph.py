@@ -267,7 +267,9 @@ class Graph:
         from .data_source import read_parameters
 
         try:
-            p = read_parameters(node.data_source, copy=not _is_builtin(node.data_source))
+            # A node may read its parameters its own way (the transposed layout of ConvolutionTransposeNode).
+            read = getattr(node, "read_parameters", None) or read_parameters
+            p = read(node.data_source, copy=not _is_builtin(node.data_source))
         except (TypeError, ValueError, RuntimeError) as e:
             raise type(e)(f"[Graph] node '{node.label}': {e}") from None
         node._descriptor = p.descriptor
