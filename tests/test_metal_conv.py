@@ -45,6 +45,8 @@ CONV_CASES = {
     "g1": (3, 5, 11, 9, 7, 1, (3, 2), (2, 2), (2, 2), (1, 2, 0, 1)),
     "g2": (2, 6, 11, 9, 10, 2, (3, 2), (2, 1), (1, 2), (2, 0, 1, 1)),
     "depthwise": (2, 5, 9, 7, 5, 5, (3, 3), (1, 2), (1, 1), (1, 1, 2, 0)),
+    # depthwise with a channel multiplier of 2, dilated
+    "depthwise_x2_dilated": (2, 4, 10, 9, 8, 4, (3, 3), (2, 1), (2, 3), (2, 2, 3, 3)),
     # K = 8*3*3 = 72 (several K tiles, a tail); 37 output channels: two row tiles
     "deep": (1, 8, 7, 6, 37, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
     "pointwise": (2, 3, 5, 7, 4, 1, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),
@@ -229,3 +231,73 @@ def test_nan_propagates():
     ref = cv.forward_ref()
     assert np.isnan(y).any()
     np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+
+
+# ---------------------------------------------------------------- transposed convolution (composed)
+
+# ops/conv_transpose.cpp runs the transposed convolution on Metal with the conv kernels above:
+# forward = conv2d_backward_input with x as dy, input gradient = conv2d_forward, weight gradient
+# = conv2d_backward_weight with the roles swapped, bias + neuron = a depthwise 1x1 conv2d_forward
+# with unit weights. Each composed dispatch here must match mnn.ops.conv_transpose2d_* on the CPU.
+# (N, C_in, H, W, C_out, groups, (kH, kW), stride, dilation, (top, bottom, left, right), output_padding)
+CONVT_CASES = {
+    "up2": (2, 6, 4, 5, 5, 1, (4, 4), (2, 2), (1, 1), (1, 1, 1, 1), (0, 0)),
+    "grouped_dilated": (1, 6, 5, 3, 9, 3, (3, 2), (1, 2), (2, 1), (0, 1, 1, 0), (0, 1)),
+    "depthwise": (2, 5, 3, 4, 5, 5, (3, 3), (2, 3), (1, 1), (1, 0, 0, 2), (1, 2)),
+}
+
+
+def _convt(case, dtype, seed):
+    n, c, h, w, o, g, k, s, d, pad, op = case
+    ho = (h - 1) * s[0] - pad[0] - pad[1] + d[0] * (k[0] - 1) + op[0] + 1
+    wo = (w - 1) * s[1] - pad[2] - pad[3] + d[1] * (k[1] - 1) + op[1] + 1
+    r = rng(seed)
+    x = randn(r, n, c, h, w, dtype=dtype)
+    wt = randn(r, c, o // g, *k, dtype=dtype, scale=0.5)
+    bias = randn(r, o, dtype=dtype)
+    dy = randn(r, n, o, ho, wo, dtype=dtype)
+    # The adjoint convolution: input (n, o, ho, wo) -> output (n, c, h, w), weights (c, o/g, kH, kW).
+    p = Conv2dParams(n, o, ho, wo, c, h, w, *k, *s, *d, *pad, g, 0, 0)
+    geometry = {"stride": s, "padding": pad, "dilation": d, "groups": g, "output_padding": op}
+    return x, wt, bias, dy, p, geometry
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", sorted(CONVT_CASES))
+def test_conv_transpose2d_composed(case, dtype):
+    n, c, h, w, o, g = CONVT_CASES[case][:6]
+    x, wt, bias, dy, p, geo = _convt(CONVT_CASES[case], dtype, seed=8)
+    sfx, k = SUFFIX[dtype], lib("conv")
+    y, = run(k, f"conv2d_backward_input_{sfx}", [x, wt, ("out", 0), p], [dy],
+             tiled_grid(o // g, n * dy.shape[2] * dy.shape[3], g))
+    assert_close(y, mnn.ops.conv_transpose2d_forward(x, wt, **geo), dtype, what="conv_transpose forward")
+    neuron0 = NeuronParams(0, 0.0, 0.0, 0.0)
+    dx, pre = run(k, f"conv2d_forward_{sfx}", [dy, wt, wt, ("out", 0), ("out", 1), p, neuron0, np.uint32(0)],
+                  [x, x], tiled_grid(c // g, n * h * w, g))
+    assert_close(dx, mnn.ops.conv_transpose2d_backward_input(dy, wt, x.shape, **geo), dtype,
+                 what="conv_transpose backward_input")
+    dw, = run(k, f"conv2d_backward_weight_{sfx}", [x, dy, ("out", 0), p], [wt],
+              tiled_grid(c // g, o // g * wt.shape[2] * wt.shape[3], g))
+    assert_close(dw, mnn.ops.conv_transpose2d_backward_weight(dy, x, wt.shape, **geo), dtype,
+                 what="conv_transpose backward_weight")
+
+
+@pytest.mark.parametrize("neuron,a,b", [("relu", 0.0, 0.0), ("tanh", 1.7, 0.6)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_transpose2d_bias_neuron_epilogue(neuron, a, b, dtype):
+    # The Metal path's epilogue: a depthwise 1x1 convolution with unit weights, the bias and the
+    # neuron fused, over the products.
+    case = CONVT_CASES["up2"]
+    n, c, h, w, o = case[:5]
+    x, wt, bias, dy, _, geo = _convt(case, dtype, seed=9)
+    z = mnn.ops.conv_transpose2d_forward(x, wt, **geo)
+    ho, wo = z.shape[2:]
+    p1 = Conv2dParams(n, o, ho, wo, o, ho, wo, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, o, 0, 1)
+    ones = np.ones((o, 1, 1, 1), dtype)
+    y, pre = run(lib("conv"), f"conv2d_forward_{SUFFIX[dtype]}",
+                 [z, ones, bias, ("out", 0), ("out", 1), p1, NeuronParams(NEURON_TYPES.index(neuron), a, b, 0.0),
+                  np.uint32(1)], [z, z], tiled_grid(1, n * ho * wo, o))
+    y_ref, z_ref = mnn.ops.conv_transpose2d_forward(x, wt, bias, neuron=neuron, neuron_a=a, neuron_b=b,
+                                                    return_preactivation=True, **geo)
+    assert_close(pre, z_ref, dtype, what="pre-activation")
+    assert_close(y, y_ref, dtype, what=f"fused {neuron}")
