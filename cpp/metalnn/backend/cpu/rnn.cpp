@@ -10,6 +10,12 @@
 #include "metalnn/backend/cpu/conv_storage.h"
 #include "metalnn/core/thread_pool.h"
 
+// The gate loops use selects (clamps, rounding); gcc only if-converts and vectorises them
+// when floating-point traps need not be preserved, which nothing here relies on.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 namespace metalnn::cpu {
 namespace {
 
@@ -17,8 +23,13 @@ namespace {
 // exp(r) by a degree-6 polynomial (|r| <= ln2/2), 2^n built in the exponent bits.
 // About 1 ulp; NaN stays NaN (the clamps keep a NaN first operand), +-Inf saturate.
 inline float exp_gate(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = std::floor(x * 1.44269504089f + 0.5f);
+  // Ternaries rather than std::min/max (which return references) and a truncating int
+  // conversion rather than std::floor: both keep gcc's vectoriser happy without fast-math.
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float t = x * 1.44269504089f;
+  const int32_t k = (int32_t)(t + (t >= 0.f ? 0.5f : -0.5f));  // round to nearest
+  const float n = (float)k;
   const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -27,30 +38,18 @@ inline float exp_gate(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float e = p * r * r + r + 1.0f;
-  const int32_t bits = ((int32_t)n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return e * scale;
+  return e * __builtin_bit_cast(float, (k + 127) << 23);
 }
 
 inline float sigmoid_gate(float x) { return 1.0f / (1.0f + exp_gate(-x)); }
 
-// tanh = sign(x) (1 - e) / (1 + e), e = exp(-2|x|); near 0 the odd series keeps relative accuracy.
+// tanh = sign(x) (1 - e) / (1 + e), e = exp(-2|x|): absolute error ~1e-7 everywhere.
 inline float tanh_gate(float x) {
-  const float ax = std::fabs(x);
-  const float e = exp_gate(-2.0f * ax);
-  const float big = (1.0f - e) / (1.0f + e);
-  const float x2 = x * x;
-  const float small = ax * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f + x2 * -0.0539682540f)));
-  const float t = ax < 0.0625f ? small : big;
-  return std::copysign(t, x) + (x - x);  // + (x - x) passes NaN through
+  const float e = exp_gate(-2.0f * __builtin_fabsf(x));
+  return __builtin_copysignf((1.0f - e) / (1.0f + e), x);
 }
 
-inline float activate(uint32_t act, float a) {
-  if (act == MNN_RNN_RELU) return a > 0.f ? a : (a == a ? 0.f : a);
-  if (act == MNN_RNN_SIGMOID) return sigmoid_gate(a);
-  return tanh_gate(a);
-}
+inline float relu_gate(float a) { return a < 0.f ? 0.f : a; }  // NaN stays NaN
 
 // d act / d a from the output h = act(a).
 inline float activation_slope(uint32_t act, float h) {
@@ -82,6 +81,97 @@ struct Layer {
   float* c_after(int64_t s) const { return s + 1 < T ? cp + time_of(s + 1) * B * H : c_last; }
 };
 
+// Row kernels take every array as a restrict parameter: gcc honours restrict on parameters
+// (not on locals), which lets these loops vectorise without run-time alias checks.
+template <bool Peep>
+void lstm_row_forward(float* __restrict gi, float* __restrict gf, float* __restrict gc, float* __restrict go,
+                      const float* __restrict bias, const float* __restrict pw, const float* __restrict c0,
+                      float* __restrict cr, float* __restrict hr, float* __restrict yr, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    float ai = gi[j] + bias[j], af = gf[j] + bias[H + j];
+    if (Peep) {
+      ai += pw[j] * c0[j];
+      af += pw[H + j] * c0[j];
+    }
+    const float i = sigmoid_gate(ai), f = sigmoid_gate(af);
+    const float gg = tanh_gate(gc[j] + bias[2 * H + j]);
+    const float c = f * c0[j] + i * gg;
+    float ao = go[j] + bias[3 * H + j];
+    if (Peep) ao += pw[2 * H + j] * c;
+    const float o = sigmoid_gate(ao);
+    const float h = o * tanh_gate(c);
+    gi[j] = i;
+    gf[j] = f;
+    gc[j] = gg;
+    go[j] = o;
+    cr[j] = c;
+    hr[j] = h;
+    yr[j] = h;
+  }
+}
+
+// h = u h' + (1 - u) n with u = s + m * gate (s, m = 0, 1 or 1, -1).
+void gated_row_forward(const float* __restrict ug, float* __restrict ng, const float* __restrict bias,
+                       const float* __restrict h0, float* __restrict hr, float* __restrict yr, float s, float m,
+                       int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    const float n = tanh_gate(ng[j] + bias[j]);
+    const float u = s + m * ug[j];
+    const float h = u * h0[j] + (1.f - u) * n;
+    ng[j] = n;
+    hr[j] = h;
+    yr[j] = h;
+  }
+}
+
+template <bool Peep>
+void lstm_row_backward(const float* __restrict g, const float* __restrict dh, const float* __restrict dyr,
+                       const float* __restrict dc, const float* __restrict c0, const float* __restrict c1,
+                       const float* __restrict pw, float* __restrict di, float* __restrict df,
+                       float* __restrict dgc, float* __restrict dout, float* __restrict dcpr,
+                       float* __restrict dhpr, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    const float i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
+    const float dht = dh[j] + dyr[j];
+    const float tc = tanh_gate(c1[j]);
+    const float dao = dht * tc * o * (1.f - o);
+    float dct = dc[j] + dht * o * (1.f - tc * tc);
+    if (Peep) dct += dao * pw[2 * H + j];
+    const float dai = dct * gg * i * (1.f - i);
+    const float daf = dct * c0[j] * f * (1.f - f);
+    const float dag = dct * i * (1.f - gg * gg);
+    float dcprev = dct * f;
+    if (Peep) dcprev += dai * pw[j] + daf * pw[H + j];
+    di[j] = dai;
+    df[j] = daf;
+    dgc[j] = dag;
+    dout[j] = dao;
+    dcpr[j] = dcprev;
+    dhpr[j] = 0.f;
+  }
+}
+
+void gated_row_backward(const float* __restrict n_, const float* __restrict ug, const float* __restrict dh,
+                        const float* __restrict dyr, const float* __restrict h0, float* __restrict dn,
+                        float* __restrict dug, float* __restrict dp, float s, float m, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    const float dht = dh[j] + dyr[j];
+    const float n = n_[j];
+    const float u = s + m * ug[j];
+    const float du = dht * (h0[j] - n);
+    dn[j] = dht * (1.f - u) * (1.f - n * n);
+    dug[j] = m * du;
+    dp[j] = dht * u;
+  }
+}
+
+// Zeros standing in for a missing output gradient (dy undefined).
+const float* zeros_for(int64_t n) {
+  thread_local std::vector<float> z;
+  if ((int64_t)z.size() < n) z.assign((size_t)n, 0.f);
+  return z.data();
+}
+
 // ---- forward step kernels (one time step, rows [b0, b1)) ----
 
 void single_forward_rows(const Layer& L, int64_t t, float* hn, float* y, int64_t ldy, int64_t b0, int64_t b1) {
@@ -98,13 +188,16 @@ void single_forward_rows(const Layer& L, int64_t t, float* hn, float* y, int64_t
       continue;
     }
     const float* __restrict bias = L.bias;
-    const uint32_t act = L.p.activation;
-    for (int64_t j = 0; j < H; ++j) {
-      const float h = activate(act, a[j] + bias[j]);
-      a[j] = h;
-      hr[j] = h;
-      yr[j] = h;
+    // One loop per activation, so each vectorises.
+    if (L.p.activation == MNN_RNN_RELU) {
+      for (int64_t j = 0; j < H; ++j) a[j] = relu_gate(a[j] + bias[j]);
+    } else if (L.p.activation == MNN_RNN_SIGMOID) {
+      for (int64_t j = 0; j < H; ++j) a[j] = sigmoid_gate(a[j] + bias[j]);
+    } else {
+      for (int64_t j = 0; j < H; ++j) a[j] = tanh_gate(a[j] + bias[j]);
     }
+    std::memcpy(hr, a, H * sizeof(float));
+    std::memcpy(yr, a, H * sizeof(float));
   }
 }
 
@@ -127,29 +220,7 @@ void lstm_forward_rows(const Layer& L, int64_t t, float* hn, float* cn, float* y
       std::fill(g, g + 4 * H, 0.f);
       continue;
     }
-    const float* __restrict bias = L.bias;
-    const float* __restrict pw = L.peep;
-    for (int64_t j = 0; j < H; ++j) {
-      float ai = g[j] + bias[j], af = g[H + j] + bias[H + j];
-      if (Peep) {
-        ai += pw[j] * c0[j];
-        af += pw[H + j] * c0[j];
-      }
-      const float i = sigmoid_gate(ai), f = sigmoid_gate(af);
-      const float gg = tanh_gate(g[2 * H + j] + bias[2 * H + j]);
-      const float c = f * c0[j] + i * gg;
-      float ao = g[3 * H + j] + bias[3 * H + j];
-      if (Peep) ao += pw[2 * H + j] * c;
-      const float o = sigmoid_gate(ao);
-      const float h = o * tanh_gate(c);
-      g[j] = i;
-      g[H + j] = f;
-      g[2 * H + j] = gg;
-      g[3 * H + j] = o;
-      cr[j] = c;
-      hr[j] = h;
-      yr[j] = h;
-    }
+    lstm_row_forward<Peep>(g, g + H, g + 2 * H, g + 3 * H, L.bias, L.peep, c0, cr, hr, yr, H);
   }
 }
 
@@ -190,17 +261,8 @@ void gated_forward_rows2(const Layer& L, int64_t t, float* hn, float* y, int64_t
       std::fill(yr, yr + H, 0.f);
       continue;
     }
-    const float* __restrict bias = L.bias + nsig;
-    const float* __restrict ug = g + uoff;
-    float* __restrict ng = g + nsig;
-    for (int64_t j = 0; j < H; ++j) {
-      const float n = tanh_gate(ng[j] + bias[j]);
-      const float u = one_minus ? 1.f - ug[j] : ug[j];
-      const float h = u * h0[j] + (1.f - u) * n;
-      ng[j] = n;
-      hr[j] = h;
-      yr[j] = h;
-    }
+    gated_row_forward(g + uoff, g + nsig, L.bias + nsig, h0, hr, yr, one_minus ? 1.f : 0.f, one_minus ? -1.f : 1.f,
+                      H);
   }
 }
 
@@ -286,27 +348,8 @@ void lstm_backward_rows(const Layer& L, int64_t s, float* dg, const float* dhc, 
     const float* __restrict g = L.gates + (t * B + b) * 4 * H;
     const float* __restrict c0 = cprev + b * H;
     const float* __restrict c1 = cnext + b * H;
-    const float* __restrict dyr = dy ? dy + (t * B + b) * ldy : nullptr;
-    const float* __restrict pw = L.peep;
-    for (int64_t j = 0; j < H; ++j) {
-      const float i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
-      const float dht = dh[j] + (dyr ? dyr[j] : 0.f);
-      const float tc = tanh_gate(c1[j]);
-      const float dao = dht * tc * o * (1.f - o);
-      float dct = dc[j] + dht * o * (1.f - tc * tc);
-      if (Peep) dct += dao * pw[2 * H + j];
-      const float dai = dct * gg * i * (1.f - i);
-      const float daf = dct * c0[j] * f * (1.f - f);
-      const float dag = dct * i * (1.f - gg * gg);
-      float dcprev = dct * f;
-      if (Peep) dcprev += dai * pw[j] + daf * pw[H + j];
-      d[j] = dai;
-      d[H + j] = daf;
-      d[2 * H + j] = dag;
-      d[3 * H + j] = dao;
-      dcpr[j] = dcprev;
-      dhpr[j] = 0.f;
-    }
+    const float* dyr = dy ? dy + (t * B + b) * ldy : zeros_for(H);
+    lstm_row_backward<Peep>(g, dh, dyr, dc, c0, c1, L.peep, d, d + H, d + 2 * H, d + 3 * H, dcpr, dhpr, H);
   }
 }
 
@@ -329,18 +372,10 @@ void gated_backward_rows1(const Layer& L, int64_t t, float* dg, const float* dhc
     }
     const float* __restrict g = L.gates + (t * B + b) * GH;
     const float* __restrict h0 = hprev + b * H;
-    const float* __restrict dyr = dy ? dy + (t * B + b) * ldy : nullptr;
+    const float* dyr = dy ? dy + (t * B + b) * ldy : zeros_for(H);
     if (gru) std::fill(d, d + H, 0.f);  // r only gets its gradient through the candidate
-    for (int64_t j = 0; j < H; ++j) {
-      const float dht = dh[j] + (dyr ? dyr[j] : 0.f);
-      const float n = g[nsig + j];
-      const float ug = g[uoff + j];
-      const float u = one_minus ? 1.f - ug : ug;
-      const float du = dht * (h0[j] - n);
-      d[nsig + j] = dht * (1.f - u) * (1.f - n * n);
-      d[uoff + j] = one_minus ? -du : du;
-      dp[j] = dht * u;
-    }
+    gated_row_backward(g + nsig, g + uoff, dh, dyr, h0, d + nsig, d + uoff, dp, one_minus ? 1.f : 0.f,
+                       one_minus ? -1.f : 1.f, H);
   }
 }
 
