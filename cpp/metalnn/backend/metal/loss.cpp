@@ -62,3 +62,63 @@ void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, c
 }
 
 }  // namespace metalnn::metal
+
+// ------------------------------------------------------------------ generic loss and YOLO loss
+
+namespace metalnn::metal {
+
+// Buffers: predictions 0, labels 1, weights 2 (without weights: bind labels), loss 3, grad 4, params 5.
+void loss_forward(const Tensor& predictions, const Tensor& labels, const Tensor& weights, const Tensor& loss,
+                  const Tensor& grad, const MnnLossParams& p) {
+  const char* op = "loss_forward";
+  const uint32_t count = checked_u32(op, "n * c * s", (int64_t)p.n * p.c * p.s);
+  const bool grouped = p.type == MNN_LOSS_SOFTMAX_CROSS_ENTROPY || p.type == MNN_LOSS_COSINE_DISTANCE;
+  KernelCall k(op, kernel_name(grouped ? "loss_forward_grouped" : "loss_forward", predictions.dtype()));
+  k.buffer(0, predictions, Access::read).buffer(1, labels, Access::read);
+  k.buffer(2, p.weights_mode != MNN_LOSS_WEIGHTS_NONE && weights.defined() ? weights : labels, Access::read);
+  k.buffer(3, loss, Access::write).buffer(4, grad, Access::write).bytes(5, p);
+  if (!grouped) {
+    k.threads(count);
+    return;
+  }
+  // Position = threadgroup * simd-groups per threadgroup + simd-group; whole simd-groups only.
+  const size_t positions = (size_t)p.n * p.s;
+  const size_t sw = std::max<size_t>(k.pipeline().simd_width, 1);
+  const size_t width = threadgroup_width(k.pipeline(), positions * sw, 256);
+  const size_t per_group = std::max<size_t>(width / sw, 1);
+  k.groups((positions + per_group - 1) / per_group, 1, 1, width);
+}
+
+// Buffers: loss 0, out 1, params 2; a single threadgroup folds every term.
+void reduce_loss_terms(const Tensor& loss, const Tensor& out, const MnnLossParams& p) {
+  const char* op = "loss_reduce";
+  const uint32_t count = checked_u32(op, "terms", loss.numel());
+  MnnLossParams q = p;
+  q.count = count;
+  KernelCall k(op, "loss_reduce");  // float32 only: the losses are float32
+  k.buffer(0, loss, Access::read).buffer(1, out, Access::write).bytes(2, q);
+  k.groups(1, 1, 1, threadgroup_width(k.pipeline(), count, 1024));
+}
+
+// Buffers: grad 0, dloss 1 (unused: bind grad), dpred 2, params 3; one thread per element.
+void loss_backward(const Tensor& grad, const Tensor& dloss, const Tensor& dpred, const MnnLossParams& p) {
+  const char* op = "loss_backward";
+  const uint32_t count = checked_u32(op, "n * c * s", grad.numel());
+  KernelCall k(op, kernel_name("loss_backward", dpred.dtype()));
+  k.buffer(0, grad, Access::read);
+  k.buffer(1, p.dloss_per_term && dloss.defined() ? dloss : grad, Access::read);
+  k.buffer(2, dpred, Access::write).bytes(3, p).threads(count);
+}
+
+// Buffers: predictions 0, labels 1, loss 2, grad 3, params 4; one thread per anchor box of a cell.
+void yolo_loss_forward(const Tensor& predictions, const Tensor& labels, const Tensor& loss, const Tensor& grad,
+                       const MnnYoloLossParams& p) {
+  const char* op = "yolo_loss_forward";
+  checked_u32(op, "predictions", predictions.numel());
+  const uint32_t count = checked_u32(op, "n * anchors * s", (int64_t)p.n * p.anchors * p.s);
+  KernelCall k(op, kernel_name("yolo_loss_forward", predictions.dtype()));
+  k.buffer(0, predictions, Access::read).buffer(1, labels, Access::read);
+  k.buffer(2, loss, Access::write).buffer(3, grad, Access::write).bytes(4, p).threads(count);
+}
+
+}  // namespace metalnn::metal
