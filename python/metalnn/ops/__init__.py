@@ -114,7 +114,6 @@ __all__ = [
     "prelu_forward",
     "REDUCTIONS", "SoftmaxCrossEntropyState", "softmax_cross_entropy_backward",
     "softmax_cross_entropy_forward", "LOSS_REDUCTIONS", "LOSS_TYPES", "LossDescriptor", "LossState",
-    "YOLOLossDescriptor", "loss_backward", "loss_forward", "yolo_loss_forward", "LOSS_REDUCTIONS", "LOSS_TYPES", "LossDescriptor", "LossState",
     "YOLOLossDescriptor", "loss_backward", "loss_forward", "yolo_loss_forward",
     "MaxPool2dState", "avg_pool2d_backward", "avg_pool2d_forward", "max_pool2d_backward",
     "max_pool2d_forward", "dilated_max_pool2d_forward", "l2_pool2d_backward", "l2_pool2d_forward",
