@@ -435,12 +435,12 @@ def test_generic_gradient_matches_finite_differences(kind):
         dloss = randn(rng(25), *lshape) if reduction == "none" else np.float32(0.8)
         _, state = _forward(kind, y, t, w, reduction, 1.0, smoothing)
         g = loss_backward(state, dloss)
-        num = finite_difference(lambda v: ref_generic_loss(v, t, kind, reduction, w, 1.0, smoothing), y, dloss,
-                                eps=1e-5)
+        num = finite_difference(lambda v, r=reduction: ref_generic_loss(v, t, kind, r, w, 1.0, smoothing), y,
+                                dloss, eps=1e-5)
         assert_close(g, num, atol=1e-4, rtol=1e-3, what=f"{kind} {reduction} vs float64")
 
-        def kernel(v):
-            return _forward(kind, v.astype(np.float32), t, w, reduction, 1.0, smoothing)[0]
+        def kernel(v, r=reduction):
+            return _forward(kind, v.astype(np.float32), t, w, r, 1.0, smoothing)[0]
 
         num32 = finite_difference(kernel, y, dloss, eps=2e-3)
         assert_close(g, num32, atol=2e-2, rtol=2e-2, what=f"{kind} {reduction} vs kernel forward")

@@ -10,11 +10,11 @@ import sys
 
 import numpy as np
 import pytest
+from test_loss import ANCHORS, GROUPED, generic_case, yolo_case
 
 import metalnn as mnn
 
 from helpers import DTYPES, assert_close, randn, rng
-from test_loss import ANCHORS, GROUPED, generic_case, yolo_case
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "metal"))
 from harness import SUFFIX, lib, run_both_schedules, skip_without_clang  # noqa: E402

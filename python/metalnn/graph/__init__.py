@@ -34,6 +34,7 @@ from .nodes import (
 )
 from .nodes_neuron import NeuronExponentialNode, NeuronLogarithmNode, NeuronPowerNode, NeuronPReLUNode
 from .nodes_conv_transpose import ConvolutionTransposeNode, ConvolutionTransposeWeights
+from .nodes_loss import LossNode, YOLOLossNode
 from .nodes_pooling import DilatedPoolingMaxNode, PoolingL2NormNode
 from .padding import Padding
 
@@ -49,3 +50,4 @@ __all__ += [
     "NeuronSELUNode", "NeuronSiLUNode", "NeuronSoftSignNode", "PReLUSlopes",
 ]
 __all__ += ["ConvolutionTransposeNode", "ConvolutionTransposeWeights", "DilatedPoolingMaxNode", "PoolingL2NormNode"]
+__all__ += ["LossNode", "YOLOLossNode"]

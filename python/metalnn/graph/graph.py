@@ -54,7 +54,13 @@ def _topological(results: Sequence[ImageNode]) -> list[FilterNode]:
     return order
 
 
-def derive_training_exits(loss: SoftmaxCrossEntropyLossNode) -> list[ImageNode]:
+def is_loss_node(node) -> bool:
+    """A loss node: SoftmaxCrossEntropyLossNode, or a node class declaring ``is_loss = True``
+    (nodes_loss.py). Its labels / weights images are fed by encode_batch, its loss has a slot."""
+    return isinstance(node, SoftmaxCrossEntropyLossNode) or getattr(type(node), "is_loss", False)
+
+
+def derive_training_exits(loss: FilterNode) -> list[ImageNode]:
     """Builds the gradient nodes of every filter the loss depends on (reverse
     topological walk; gradients summed with an AdditionNode where an image feeds
     several consumers) and returns the terminal gradient images."""
@@ -170,7 +176,7 @@ class Graph:
         self.nodes = _topological(results)
         if not self.nodes:
             raise ValueError("[Graph] result has no producing filter node")
-        self.loss_nodes = [n for n in self.nodes if isinstance(n, SoftmaxCrossEntropyLossNode)]
+        self.loss_nodes = [n for n in self.nodes if is_loss_node(n)]
         aux = {img for n in self.loss_nodes for img in (n.labels, n.weights)}
         seen, self.sources = set(), []
         for n in self.nodes:
@@ -204,7 +210,7 @@ class Graph:
         """The training graph of ``loss`` (a SoftmaxCrossEntropyLossNode or its result),
         derived automatically: the same nodes ``gradient_filter`` would build by hand."""
         node = loss.producer if isinstance(loss, ImageNode) else loss
-        if not isinstance(node, SoftmaxCrossEntropyLossNode):
+        if not is_loss_node(node):
             raise TypeError(f"[Graph] training() needs a loss node, got {loss!r}")
         exits = derive_training_exits(node)
         if not exits:
