@@ -94,8 +94,13 @@ def test_depthwise_grouped_dilated_conv2d_matches_cpu(case, dtype):
 
 
 def test_conv_transpose_decoder_graph_on_cuda():
-    from metalnn.graph import ConvolutionTransposeNode, ConvolutionTransposeWeights, Graph, ImageNode
-    from metalnn.graph import SoftmaxCrossEntropyLossNode
+    from metalnn.graph import (
+        ConvolutionTransposeNode,
+        ConvolutionTransposeWeights,
+        Graph,
+        ImageNode,
+        SoftmaxCrossEntropyLossNode,
+    )
 
     rng = np.random.default_rng(9)
     codes = rng.standard_normal((8, 6, 4, 4)).astype(np.float32)

@@ -340,8 +340,14 @@ def test_regularization_none_is_no_term():
 
 def _two_layer_graph(opt, scales, seed=51):
     """conv 3x3 + relu -> fully connected -> softmax cross-entropy; scales per layer."""
-    from metalnn.graph import (ConvolutionNode, FullyConnectedNode, Graph, ImageNode, NeuronReLUNode,
-                               SoftmaxCrossEntropyLossNode)
+    from metalnn.graph import (
+        ConvolutionNode,
+        FullyConnectedNode,
+        Graph,
+        ImageNode,
+        NeuronReLUNode,
+        SoftmaxCrossEntropyLossNode,
+    )
     from metalnn.graph.data_source import ConvolutionWeights
 
     ds1 = ConvolutionWeights(3, 4, 3, optimizer=opt, seed=seed, label="c1")

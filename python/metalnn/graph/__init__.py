@@ -32,8 +32,8 @@ from .nodes import (
     SoftmaxCrossEntropyLossNode,
     SoftmaxNode,
 )
-from .nodes_neuron import NeuronExponentialNode, NeuronLogarithmNode, NeuronPowerNode, NeuronPReLUNode
 from .nodes_conv_transpose import ConvolutionTransposeNode, ConvolutionTransposeWeights
+from .nodes_neuron import NeuronExponentialNode, NeuronLogarithmNode, NeuronPowerNode, NeuronPReLUNode
 from .nodes_loss import LossNode, YOLOLossNode
 from .nodes_pooling import DilatedPoolingMaxNode, PoolingL2NormNode
 from .padding import Padding

@@ -11,7 +11,6 @@ import numpy as np
 
 from .. import _core
 from .compiler import Compiled, Compiler, memory_plan
-from .optimizers import learning_rate_scale
 from .nodes import (
     AdditionNode,
     FilterNode,
@@ -19,6 +18,7 @@ from .nodes import (
     ImageNode,
     SoftmaxCrossEntropyLossNode,
 )
+from .optimizers import learning_rate_scale
 
 
 def _topological(results: Sequence[ImageNode]) -> list[FilterNode]:
