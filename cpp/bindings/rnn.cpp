@@ -8,7 +8,9 @@
 #include "convert.h"
 #include "families.h"
 #include "metalnn/core/error.h"
+#include "metalnn/graph/steps_rnn.h"
 #include "metalnn/ops/rnn.h"
+#include "program_steps.h"
 
 namespace metalnn::py_bind {
 namespace {
@@ -110,6 +112,21 @@ void bind_rnn(py::module_& ops) {
           },
           py::arg("x"), py::arg("dy"), py::arg("weights"), py::arg("layers"), py::arg("bidirectional"),
           py::arg("state"), py::arg("dh_last") = py::none(), py::arg("dc_last") = py::none());
+
+  // Graph steps (RNNNode): the weights are one flat parameter viewed as the layer's matrices.
+  using graph::Program;
+  def_program_step("add_rnn_forward", [](Program& p, const std::string& label, int x, int y, int state,
+                                         graph::ParameterRef w, py::handle layers, bool bidirectional,
+                                         bool final_only) {
+    RnnDescriptor d = parse_layers("graph", layers, bidirectional);
+    p.add(graph::steps::rnn_forward(label, x, y, state, std::move(w), d, final_only));
+  });
+  def_program_step("add_rnn_backward", [](Program& p, const std::string& label, int dy, int x, int state, int dx,
+                                          int dw, graph::ParameterRef w, py::handle layers, bool bidirectional,
+                                          bool final_only) {
+    RnnDescriptor d = parse_layers("graph", layers, bidirectional);
+    p.add(graph::steps::rnn_backward(label, dy, x, state, dx, dw, std::move(w), d, final_only));
+  });
 }
 
 }  // namespace metalnn::py_bind

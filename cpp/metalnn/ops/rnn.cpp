@@ -182,7 +182,8 @@ RnnForwardResult rnn_forward(const RnnDescriptor& desc, const Tensor& x, const s
 
 RnnBackwardResult rnn_backward(const RnnDescriptor& desc, const Tensor& x, const Tensor& dy,
                                const std::vector<Tensor>& dh_last, const std::vector<Tensor>& dc_last,
-                               const std::vector<Tensor>& weights, const std::shared_ptr<State>& state) {
+                               const std::vector<Tensor>& weights, const std::shared_ptr<State>& state,
+                               const std::vector<Tensor>* dweights_out) {
   const char* op = "rnn_backward";
   const RnnState& st = state_as<RnnState>(state, op, "rnn_forward(training=True)");
   check_x(op, desc, x);
@@ -207,10 +208,21 @@ RnnBackwardResult rnn_backward(const RnnDescriptor& desc, const Tensor& x, const
   }
   check_states(op, "dh_last", dh_last, desc, B, x, false);
   check_states(op, "dc_last", dc_last, desc, B, x, true);
+  if (dweights_out) {
+    if (dweights_out->size() != weights.size())
+      fail(ErrorKind::Value, op, "dweights_out must hold ", weights.size(), " tensors, got ", dweights_out->size());
+    for (size_t k = 0; k < weights.size(); ++k) {
+      std::string name = indexed("dweights_out", k);
+      check::like(op, name.c_str(), (*dweights_out)[k], indexed("weights", k).c_str(), weights[k]);
+    }
+  }
   const Device dev = x.device();
   RnnBackwardResult r;
   r.dx = Tensor::empty(x.shape(), x.dtype(), dev);
-  for (const Tensor& w : weights) r.dweights.push_back(Tensor::empty(w.shape(), w.dtype(), dev));
+  if (dweights_out)
+    r.dweights = *dweights_out;
+  else
+    for (const Tensor& w : weights) r.dweights.push_back(Tensor::empty(w.shape(), w.dtype(), dev));
   for (size_t k = 0; k < st.buffers.size(); ++k) {
     const RnnLayerDescriptor& ld = desc.layers[k / (size_t)desc.directions()];
     r.dh0.push_back(Tensor::empty({B, ld.hidden_size}, x.dtype(), dev));

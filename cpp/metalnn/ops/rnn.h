@@ -87,9 +87,12 @@ RnnForwardResult rnn_forward(const RnnDescriptor& desc, const Tensor& x, const s
 
 // Gradients of a loss L given dL/dy (dy may be undefined: zero) and dL/d(final states)
 // (dh_last / dc_last: empty or one per layer and direction, undefined entries are zero).
-// x is the forward input; state the one rnn_forward returned.
+// x is the forward input; state the one rnn_forward returned. dweights_out, when given, holds
+// one tensor per weight (its shape and dtype) that receives the weight gradients (views into
+// one flat gradient, say); result.dweights then refers to them.
 RnnBackwardResult rnn_backward(const RnnDescriptor& desc, const Tensor& x, const Tensor& dy,
                                const std::vector<Tensor>& dh_last, const std::vector<Tensor>& dc_last,
-                               const std::vector<Tensor>& weights, const std::shared_ptr<State>& state);
+                               const std::vector<Tensor>& weights, const std::shared_ptr<State>& state,
+                               const std::vector<Tensor>* dweights_out = nullptr);
 
 }  // namespace metalnn
