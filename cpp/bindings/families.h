@@ -4,6 +4,7 @@
 
 namespace metalnn::py_bind {
 void bind_core(pybind11::module_& m);
+void bind_dlpack(pybind11::module_& m);  // after bind_core: adds Tensor methods
 void bind_neuron(pybind11::module_& ops);
 void bind_conv(pybind11::module_& ops);
 void bind_linear(pybind11::module_& ops);

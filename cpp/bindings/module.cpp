@@ -7,6 +7,7 @@ namespace py = pybind11;
 PYBIND11_MODULE(_core, m) {
   m.doc() = "metalnn C++ core";
   metalnn::py_bind::bind_core(m);
+  metalnn::py_bind::bind_dlpack(m);
   metalnn::py_bind::bind_graph(m);  // first: families add their graph steps to graph.Program
   auto ops = m.def_submodule("ops", "forward and gradient kernels");
   metalnn::py_bind::bind_neuron(ops);

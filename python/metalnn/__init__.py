@@ -38,6 +38,7 @@ from ._core import (  # noqa: E402
     blas_info,
     default_device,
     empty_cache,
+    from_dlpack,
     num_threads,
     set_num_threads,
 )
@@ -76,6 +77,7 @@ __all__ = _graph_all + [
     "blas_info",
     "default_device",
     "empty_cache",
+    "from_dlpack",
     "num_threads",
     "ops",
     "set_num_threads",

@@ -477,6 +477,18 @@ class Graph:
                 out[b.name] = b.value
         return out
 
+    def state_dict(self, names=None) -> dict[str, np.ndarray]:
+        """Weights and biases as a PyTorch-style state dict (see :mod:`metalnn.interop`)."""
+        from ..interop import state_dict
+
+        return state_dict(self, names)
+
+    def load_state_dict(self, state, names=None, strict: bool = True) -> list[str]:
+        """Loads a PyTorch-style state dict (torch tensors or arrays; see :mod:`metalnn.interop`)."""
+        from ..interop import load_state_dict
+
+        return load_state_dict(self, state, names, strict)
+
     def __repr__(self) -> str:
         return f"Graph({len(self.nodes)} nodes, mode={self._mode!r}, sources={[s.name for s in self.sources]})"
 
