@@ -208,6 +208,27 @@ def digit_rows(steps: int, train_batches, infer_batches, modes) -> list:
     return rows
 
 
+def profile_step(batch: int, steps: int = 10) -> None:
+    """GPU time per kernel of metalnn's fp32 training step (torch.profiler sees every kernel
+    of the process through CUPTI)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    os.environ["METALNN_ALLOW_TF32"] = "0"
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, batch).astype(np.int32)
+    _, loss = metalnn_net("float32", mnn.Adam(learning_rate=1e-3))
+    graph = mnn.graph.Graph.training(loss, device="cuda")
+    for _ in range(3):
+        graph.run(x, labels=y)
+    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+        hs = [graph.encode_batch(x, labels=y) for _ in range(steps)]
+        for h in hs:
+            h.wait()
+    print(f"-- profile: metalnn fp32 training step, batch {batch}, {steps} steps")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=60))
+
+
 def format_digit_rows(rows) -> str:
     head = (f"| {'step':5s} | {'mode':4s} | {'batch':>5s} | {'metalnn img/s':>13s} | {'mnn no-graph':>12s} | "
             f"{'torch eager':>11s} | {'torch graphed':>13s} | {'vs eager':>8s} | {'vs graphed':>10s} |")
@@ -227,6 +248,8 @@ def main() -> None:
     ap.add_argument("--modes", nargs="*", default=["fp32", "tf32", "fp16"])
     ap.add_argument("--no-elementwise", action="store_true")
     ap.add_argument("--markdown", default="", help="also write the tables to this file")
+    ap.add_argument("--profile", type=int, nargs="*", default=[],
+                    help="batch sizes whose fp32 training step is profiled (top kernels by GPU time)")
     args = ap.parse_args()
     import torch
 
@@ -243,6 +266,8 @@ def main() -> None:
         lines += [f"{r[0]:48s} {r[1]:11.3f} {r[2]:9.3f} {r[3]:6.2f} {r[4]:9.0f}" for r in rows]
         print("\n".join(lines), flush=True)
         out += ["```", *lines, "```", ""]
+    for batch in args.profile:
+        profile_step(batch)
     table = format_digit_rows(digit_rows(args.steps, args.train_batches, args.infer_batches, args.modes))
     print(table, flush=True)
     out.append(table)

@@ -315,6 +315,18 @@ def test_digit_graph_training_step_on_cuda():
 
 
 @pytest.mark.parametrize("layer", ["conv", "fc"])
+def test_bias_gradient_large_shapes(dtype="float32"):
+    # Many rows, several column blocks and chunks of the batch in the reduction passes.
+    for shape in [(300, 130, 5, 10), (1029, 37, 1, 1), (2, 3, 1, 1)]:
+        dy = _data(shape, dtype, seed=36, scale=1.0)
+        got = mnn.ops.conv2d_backward_bias(_cuda(dy)).numpy()
+        _close_tol(got, dy.astype(np.float64).sum(axis=(0, 2, 3)), (2e-3, 1e-5))
+    dy = _data((513, 1030), dtype, seed=37, scale=1.0)
+    _close_tol(mnn.ops.fully_connected_backward_bias(_cuda(dy)).numpy(), dy.astype(np.float64).sum(axis=0),
+               (2e-3, 1e-5))
+
+
+@pytest.mark.parametrize("layer", ["conv", "fc"])
 def test_half_accumulation_close_to_cpu(layer):
     # float16 sums (cuDNN / cuBLAS compute type half) land near the CPU's half accumulation.
     x = _data((4, 8, 9, 7), "float16", seed=30, scale=0.5)
@@ -340,7 +352,7 @@ def test_tf32_opt_in(monkeypatch):
         got = mnn.ops.conv2d_forward(_cuda(x), _cuda(w), None, padding=1).numpy()
         rel = np.linalg.norm(got - ref) / np.linalg.norm(ref)
         assert rel < tol, (flag, rel)
-        xf, wf = x.reshape(8, -1)[:, :200], _data((30, 200), "float32", seed=34)
+        xf, wf = np.ascontiguousarray(x.reshape(8, -1)[:, :200]), _data((30, 200), "float32", seed=34)
         got = mnn.ops.fully_connected_forward(_cuda(xf), _cuda(wf), None).numpy()
         ref_f = mnn.ops.fully_connected_forward(xf, wf, None)
         assert np.linalg.norm(got - ref_f) / np.linalg.norm(ref_f) < tol
@@ -375,11 +387,18 @@ def test_cuda_graph_replay_matches_eager(monkeypatch):
     assert len(set(graphed)) == len(graphed)  # every batch computed, none replayed stale
 
 
-def test_cuda_graph_falls_back_for_host_steps():
+def test_training_graph_is_captured(monkeypatch, capfd):
+    monkeypatch.setenv("METALNN_CUDA_GRAPH_LOG", "1")
+    losses, _ = _digit_losses(monkeypatch, graphs=True, steps=3)
+    assert "CUDA graphs off" not in capfd.readouterr().err
+
+
+def test_cuda_graph_falls_back_for_host_steps(monkeypatch, capfd):
     # A Python step reads a slot on the host, which no capture can record: the batch (and the
     # executor's later ones) run eagerly with the same results.
     from metalnn import _core
 
+    monkeypatch.setenv("METALNN_CUDA_GRAPH_LOG", "1")
     seen = []
     prog = _core.graph.Program(2, 0)
     prog.add_neuron_forward("relu", 0, 1, "relu", None, None)
@@ -393,3 +412,4 @@ def test_cuda_graph_falls_back_for_host_steps():
         np.testing.assert_array_equal(seen[-1], np.maximum(x, 0))
         np.testing.assert_array_equal(b.slot(1), np.maximum(x, 0))
     assert len(seen) == 3
+    assert "CUDA graphs off" in capfd.readouterr().err

@@ -88,3 +88,5 @@ if want bench; then
   cat "$OUT/bench.log"
 fi
 log "done ($built)"
+# The device tool returns at most 8 files: bundle the logs.
+(cd "$OUT" && tar -czf logs.tgz --remove-files ./*.log env.txt 2>/dev/null)

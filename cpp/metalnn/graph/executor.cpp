@@ -28,25 +28,40 @@ Executor::~Executor() {
 
 void Executor::run_batch(Frame& frame) {
 #ifdef METALNN_HAS_CUDA
-  // The first batch runs eagerly: it creates library handles and picks algorithms, which
-  // cannot happen inside a capture.
-  if (capture_ && batches_run_++ > 0) {
+  if (capture_) {
+    cuda::GraphRunner::Ranges inputs;
+    for (const auto& t : frame.slots)
+      if (t.defined()) inputs.emplace_back(t.raw(), t.nbytes());
+    // The first batch runs eagerly: it creates library handles and picks algorithms (which
+    // cannot happen inside a capture) and shows whether the program reads device memory on
+    // the host (a Python step), which no capture can record.
+    if (batches_run_++ == 0) {
+      capture_ = graphs_->probe([&] { program_->run(frame); }, inputs);
+      if (!capture_) off(graphs_->reason());
+      return;
+    }
     Frame initial = frame;  // the inputs, for an eager rerun
     try {
-      graphs_->run([&] { program_->run(frame); });
+      graphs_->run([&] { program_->run(frame); }, inputs);
       return;
     } catch (const std::exception& e) {
+      // Not expected after a clean probe. The rerun repeats host-side counters' advance
+      // (a dropout mask may differ from a pure eager run); a real error raises here.
       frame = std::move(initial);
-      program_->run(frame);  // a real error raises here and leaves capture on
-      capture_ = false;
-      fallback_reason_ = e.what();
-      if (std::getenv("METALNN_CUDA_GRAPH_LOG"))
-        std::fprintf(stderr, "metalnn: CUDA graph capture off for this program: %s\n", e.what());
+      program_->run(frame);
+      off(e.what());
       return;
     }
   }
 #endif
   program_->run(frame);
+}
+
+void Executor::off(const std::string& reason) {
+  capture_ = false;
+  fallback_reason_ = reason;
+  if (std::getenv("METALNN_CUDA_GRAPH_LOG"))
+    std::fprintf(stderr, "metalnn: CUDA graphs off for this program: %s\n", reason.c_str());
 }
 
 std::shared_ptr<Batch> Executor::encode(const std::vector<std::pair<int, Tensor>>& inputs,

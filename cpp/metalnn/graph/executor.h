@@ -4,10 +4,11 @@
 //
 // On CUDA the whole step (forward, gradients, updates) runs as one CUDA graph: the first
 // batch of an executor runs eagerly (library handles, algorithm choices, lazy module
-// loading), later ones are recorded and replayed through cuda::GraphRunner. A batch whose
-// recording fails (a step that reads device memory on the host, such as a Python step,
-// or an op with no capturable path) runs eagerly instead, and so do all later batches of
-// that executor: graphs are an optimisation that never changes results.
+// loading) and probes whether the program can be captured; later ones are recorded and
+// replayed through cuda::GraphRunner. A program that reads device memory on the host (a
+// Python step), waits for the device or copies large host arrays inside a step runs
+// eagerly for good, as does one whose capture fails unexpectedly (that batch is rerun
+// eagerly): graphs are an optimisation that does not change results.
 // METALNN_CUDA_GRAPHS=0 keeps every batch eager.
 #pragma once
 #include <condition_variable>
@@ -57,6 +58,7 @@ class Executor {
 
  private:
   void run_batch(Frame& frame);
+  void off(const std::string& reason);  // turns capture off for good, noting why
 
   std::shared_ptr<const Program> program_;
   int max_in_flight_;

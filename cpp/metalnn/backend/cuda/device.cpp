@@ -6,6 +6,35 @@ namespace metalnn::cuda {
 namespace {
 
 thread_local cudaStream_t t_stream = nullptr;
+thread_local HostAccess* t_access = nullptr;
+
+bool is_input(const void* p, size_t bytes) {
+  if (!t_access) return false;
+  auto a = reinterpret_cast<uintptr_t>(p);
+  for (const auto& [q, n] : t_access->inputs) {
+    auto b = reinterpret_cast<uintptr_t>(q);
+    if (a >= b && a + bytes <= b + n) return true;
+  }
+  return false;
+}
+
+// Notes, during a probing batch, an operation no capture could record.
+void note_blocked(const char* op, const char* what) {
+  if (t_access && t_access->probing && !t_access->blocked) {
+    t_access->blocked = true;
+    t_access->what = std::string("[") + op + "] " + what;
+  }
+}
+
+// A stream no capture ever uses, for host reads of inputs during one.
+cudaStream_t side_stream() {
+  static cudaStream_t s = [] {
+    cudaStream_t st = nullptr;
+    check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cuda");
+    return st;
+  }();
+  return s;
+}
 
 cudaStream_t backend_stream() {
   static cudaStream_t s = [] {
@@ -24,6 +53,7 @@ void check(cudaError_t e, const char* op) {
 
 cudaStream_t current_stream() { return t_stream ? t_stream : backend_stream(); }
 void set_current_stream(cudaStream_t s) { t_stream = s; }
+void set_host_access(HostAccess* access) { t_access = access; }
 
 int device_count() {
   static int count = [] {
@@ -50,6 +80,7 @@ void copy_to_device(void* dst, const void* src, size_t bytes, const char* op) {
   cudaStream_t s = current_stream();
   // Small copies travel as kernel arguments: no wait, and a graph capture records them.
   if (bytes <= kSmallCopyBytes) return copy_small_to_device(dst, src, bytes, s, op);
+  note_blocked(op, "large host-to-device copy");
   if (capturing(s))
     fail(ErrorKind::Runtime, op, "cannot copy ", bytes, " host bytes to the device inside a CUDA graph capture");
   // From pageable memory the driver stages the bytes before returning, so the caller may
@@ -60,6 +91,16 @@ void copy_to_device(void* dst, const void* src, size_t bytes, const char* op) {
 void copy_to_host(void* dst, const void* src, size_t bytes, const char* op) {
   if (!bytes) return;
   cudaStream_t s = current_stream();
+  if (is_input(src, bytes)) {
+    // A batch input: written on the encoding thread's stream before the batch was queued,
+    // never by the batch itself, so it can be read now, capture or not.
+    cudaStream_t side = side_stream();
+    check(cudaStreamSynchronize(backend_stream()), op);
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, side), op);
+    check(cudaStreamSynchronize(side), op);
+    return;
+  }
+  note_blocked(op, "host read of device memory");
   // A capture runs nothing: the host would read bytes no kernel has written yet.
   if (capturing(s)) fail(ErrorKind::Runtime, op, "cannot read device memory on the host inside a CUDA graph capture");
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s), op);
@@ -72,6 +113,7 @@ void fill_zero(void* dst, size_t bytes, const char* op) {
 
 void synchronize(const char* op) {
   cudaStream_t s = current_stream();
+  note_blocked(op, "wait for the device");
   if (capturing(s)) fail(ErrorKind::Runtime, op, "cannot wait for the device inside a CUDA graph capture");
   check(cudaStreamSynchronize(s), op);
 }

@@ -5,6 +5,7 @@
 
 #include "metalnn/backend/cuda/allocator.h"
 #include "metalnn/backend/cuda/common.cuh"
+#include "metalnn/backend/cuda/device.h"
 
 namespace metalnn::cuda {
 namespace {
@@ -13,6 +14,11 @@ namespace {
 struct ArenaScope {
   explicit ArenaScope(std::shared_ptr<Arena> a) { set_thread_arena(std::move(a)); }
   ~ArenaScope() { set_thread_arena(nullptr); }
+};
+
+struct AccessScope {
+  explicit AccessScope(HostAccess* a) { set_host_access(a); }
+  ~AccessScope() { set_host_access(nullptr); }
 };
 
 }  // namespace
@@ -28,9 +34,24 @@ GraphRunner::~GraphRunner() {
   if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
 }
 
-void GraphRunner::run(const std::function<void()>& body) {
+bool GraphRunner::probe(const std::function<void()>& body, const Ranges& inputs) {
+  HostAccess access;
+  access.inputs = inputs;
+  access.probing = true;
+  {
+    AccessScope scope(&access);
+    body();
+  }
+  if (access.blocked) reason_ = access.what;
+  return !access.blocked;
+}
+
+void GraphRunner::run(const std::function<void()>& body, const Ranges& inputs) {
   const char* op = "graph";
   cudaStream_t s = current_stream();
+  HostAccess access;
+  access.inputs = inputs;
+  AccessScope access_scope(&access);
   // Relaxed: cudaMalloc (arena growth) stays legal; waits on the stream still fail.
   check(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), op);
   cudaGraph_t graph = nullptr;

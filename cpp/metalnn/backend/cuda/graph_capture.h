@@ -5,6 +5,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace metalnn::cuda {
 
@@ -18,11 +20,16 @@ class Arena;
 // made during capture come from a private arena, so the graph's addresses stay valid.
 class GraphRunner {
  public:
+  using Ranges = std::vector<std::pair<const void*, size_t>>;
   GraphRunner();
   ~GraphRunner();
+  // Runs `body` eagerly and reports whether it could be captured: no host reads except of
+  // the batch's `inputs`, no waits, no large host copies (else why, in reason()).
+  bool probe(const std::function<void()>& body, const Ranges& inputs);
   // Runs `body` captured on the current stream and launches the result. Throws what `body`
   // throws, or a RuntimeError when the capture cannot be completed; nothing is launched then.
-  void run(const std::function<void()>& body);
+  void run(const std::function<void()>& body, const Ranges& inputs);
+  const std::string& reason() const { return reason_; }
 
   int64_t launches() const { return launches_; }
   int64_t instantiations() const { return instantiations_; }
@@ -31,6 +38,7 @@ class GraphRunner {
   void* exec_ = nullptr;  // cudaGraphExec_t
   std::shared_ptr<Arena> arena_;
   int64_t launches_ = 0, instantiations_ = 0;
+  std::string reason_;
 };
 
 // METALNN_CUDA_GRAPHS=0 turns capture off (every batch runs eagerly); default on.
