@@ -194,8 +194,12 @@ void grouped_block(const float* x, const float* lab, int64_t ld, int64_t count, 
         const float v = x[k * ld + j];
         m[j] = (v > m[j] || v != v) ? v : m[j];  // a NaN sticks: the position becomes NaN
       }
-    for (int64_t k = 0; k < c; ++k)
-      for (int64_t j = 0; j < count; ++j) sum[j] += std::exp(x[k * ld + j] - m[j]);
+    for (int64_t k = 0; k < c; ++k)  // grad holds exp(x - max) until the last pass
+      for (int64_t j = 0; j < count; ++j) {
+        const float e = std::exp(x[k * ld + j] - m[j]);
+        grad[k * ld + j] = e;
+        sum[j] += e;
+      }
     for (int64_t j = 0; j < count; ++j) m[j] += std::log(sum[j]);  // m <- log-sum-exp
     for (int64_t k = 0; k < c; ++k)
       for (int64_t j = 0; j < count; ++j) {
@@ -206,7 +210,7 @@ void grouped_block(const float* x, const float* lab, int64_t ld, int64_t count, 
     for (int64_t k = 0; k < c; ++k)
       for (int64_t j = 0; j < count; ++j) {
         const float t = mnn_smooth_target(MNN_LOSS_SOFTMAX_CROSS_ENTROPY, lab[k * ld + j], ls, fc);
-        grad[k * ld + j] = w[j] * (std::exp(x[k * ld + j] - m[j]) * tsum[j] - t);
+        grad[k * ld + j] = w[j] * (grad[k * ld + j] / sum[j] * tsum[j] - t);
       }
   } else {  // cosine distance: 1 - sum_c y t
     for (int64_t k = 0; k < c; ++k)

@@ -1,5 +1,6 @@
 // Losses on CUDA: softmax cross-entropy (probabilities, per-position loss, reduction) and
-// gradient, the generic loss and the YOLO loss. Labels are int32 indices or float32 probabilities, as the state holds them.
+// gradient, the generic loss and the YOLO loss. Softmax cross-entropy labels are int32
+// indices or float32 probabilities, as the state holds them.
 #pragma once
 #include "kernels/loss_params.h"
 #include "metalnn/core/tensor.h"
