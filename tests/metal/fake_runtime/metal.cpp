@@ -17,6 +17,7 @@
 
 #include <Metal/Metal.hpp>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -43,7 +44,9 @@ constexpr size_t kMaxBytes = 4096;         // setBytes limit
 constexpr size_t kThreadgroupMemory = 32768;
 constexpr size_t kMaxThreadsPerDim = 1024;
 constexpr size_t kGuard = 256;             // poisoned bytes around each buffer we allocate
-constexpr unsigned char kPoison[2] = {0xC0, 0x7F};  // half NaN 0x7FC0, float NaN 0x7FC07FC0
+// Guard bytes are NaN (half 0x7Fxx, float 0x7Fxx7Fxx) with a payload that differs from one
+// buffer to the next, so a kernel copying one buffer's out-of-range NaNs into another shows.
+std::atomic<unsigned> g_buffer_serial{0};
 
 long env_long(const char* name, long fallback) {
   const char* v = getenv(name);
@@ -73,6 +76,7 @@ struct Buffer : Object {
   uint64_t options = 0;
   void* deallocator = nullptr;  // block for newBufferWithBytesNoCopy
   String* label = nullptr;
+  unsigned char poison[2] = {0xC1, 0x7F};
   ~Buffer() {
     if (deallocator) {
       auto* b = static_cast<void**>(deallocator);
@@ -88,10 +92,13 @@ struct Buffer : Object {
   bool damaged_guard(long* at) const {
     if (!allocation) return false;
     for (size_t i = 0; i < kGuard; ++i)
-      if (allocation[i] != kPoison[i & 1]) return *at = (long)i - (long)kGuard, true;
+      if (allocation[i] != poison[i & 1]) return *at = (long)i - (long)kGuard, true;
     for (size_t i = 0; i < kGuard; ++i)
-      if (data[length + i] != kPoison[i & 1]) return *at = (long)(length + i), true;
+      if (data[length + i] != poison[i & 1]) return *at = (long)(length + i), true;
     return false;
+  }
+  void write_guards() {
+    for (size_t i = 0; i < kGuard; ++i) allocation[i] = data[length + i] = poison[i & 1];
   }
 };
 
@@ -138,6 +145,7 @@ struct Binding {
   size_t offset = 0;
   bool is_bytes = false;
   std::vector<unsigned char> bytes;
+  uint64_t stamp = 0;  // when it was set (ComputeEncoder::clock)
 };
 
 struct Command {
@@ -197,6 +205,9 @@ struct ComputeEncoder : Object {
   Pipeline* pipeline = nullptr;
   std::array<Binding, kMaxBufferIndex> bindings;
   std::array<uint32_t, kMaxBufferIndex> threadgroup_lengths{};
+  std::array<uint64_t, kMaxBufferIndex> threadgroup_stamps{};
+  uint64_t clock = 0;           // ticks at every state change
+  uint64_t pipeline_stamp = 0;  // when setComputePipelineState was last called
   int dispatches = 0;
   ~ComputeEncoder() {
     if (!ended)
@@ -244,6 +255,9 @@ void gpu_main(Gpu* g) {
       cb = g->queue.front();
       g->queue.pop_front();
     }
+    // A slow GPU: host code that reads results before their command buffer completes sees stale data.
+    static const long delay_ms = env_long("FAKE_METAL_GPU_DELAY_MS", 0);
+    if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     execute(cb);
   }
 }
@@ -263,9 +277,32 @@ void set_status(CommandBuffer* cb, unsigned long status) {
   cb->cv.notify_all();
 }
 
+// FAKE_METAL_FAIL_KERNEL=name[:count][,name[:count]...]: the first `count` (default: every)
+// dispatches of those kernels fault, so tests can watch the host surface command buffer errors.
+bool inject_fault(const std::string& kernel) {
+  static std::map<std::string, long>* remaining = [] {
+    auto* m = new std::map<std::string, long>();
+    std::string spec = getenv("FAKE_METAL_FAIL_KERNEL") ? getenv("FAKE_METAL_FAIL_KERNEL") : "";
+    size_t start = 0;
+    while (start < spec.size()) {
+      size_t end = spec.find(',', start);
+      std::string item = spec.substr(start, end == std::string::npos ? std::string::npos : end - start);
+      size_t colon = item.find(':');
+      (*m)[item.substr(0, colon)] = colon == std::string::npos ? -1 : strtol(item.c_str() + colon + 1, nullptr, 10);
+      start = end == std::string::npos ? spec.size() : end + 1;
+    }
+    return m;
+  }();
+  auto it = remaining->find(kernel);  // only the GPU thread gets here
+  if (it == remaining->end() || it->second == 0) return false;
+  if (it->second > 0) --it->second;
+  return true;
+}
+
 // Runs one dispatch; returns "" or what went wrong.
 std::string run_dispatch(Command& c, int schedule) {
   Function* fn = c.pipeline->function;
+  if (inject_fault(fn->name)) return "injected fault (FAKE_METAL_FAIL_KERNEL)";
   void* ptrs[kMaxBufferIndex] = {};
   uint64_t sizes[kMaxBufferIndex] = {};
   for (int i = 0; i < kMaxBufferIndex; ++i) {
@@ -300,9 +337,9 @@ std::string run_dispatch(Command& c, int schedule) {
     long at = 0;
     if (b->damaged_guard(&at)) {
       char msg[256];
-      snprintf(msg, sizeof msg, "wrote outside buffer(%d) (%zu bytes): byte %ld of the allocation (a GPU page fault or "
+      snprintf(msg, sizeof msg, "wrote outside buffer(%d), which holds %zu bytes: at byte %ld (a GPU page fault or "
                "silent corruption)", i, b->length, at);
-      for (size_t k = 0; k < kGuard; ++k) b->allocation[k] = b->data[b->length + k] = kPoison[k & 1];
+      b->write_guards();
       return msg;
     }
   }
@@ -448,7 +485,8 @@ Buffer* allocate_buffer(Device* self, size_t length, uint64_t options, const cha
     return nullptr;
   }
   b->data = b->allocation + kGuard;
-  for (size_t i = 0; i < kGuard; ++i) b->allocation[i] = b->data[length + i] = kPoison[i & 1];
+  b->poison[0] = (unsigned char)(0xC1 + g_buffer_serial.fetch_add(1) % 62);
+  b->write_guards();
   memset(b->data, 0, length);
   return b;
 }
@@ -488,6 +526,11 @@ void* dev_newLibraryWithSource(Device* self, SEL, String* source, CompileOptions
   if (error) *error = nullptr;
   const std::string& text = checked<String>(source, "-[MTLDevice newLibraryWithSource:options:error:] source")->text;
   if (options) checked<CompileOptions>(options, "-[MTLDevice newLibraryWithSource:options:error:] options");
+  // Not Metal's rule but ours (docs/metal.md): fast math, Metal's default, would make a Mac's
+  // results differ from the CPU backend's, and the emulator cannot show it.
+  if ((!options || options->fast_math) && !env_long("FAKE_METAL_ALLOW_FAST_MATH", 0))
+    validation_error("-[MTLDevice newLibraryWithSource:options:error:]: compiling with fast math on (Metal's default); "
+                     "metalnn's kernels must compile with setFastMathEnabled(false)");
   std::string log;
   std::string path = compile_msl(text, log);
   void* handle = path.empty() ? nullptr : dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -680,12 +723,14 @@ void enc_setComputePipelineState(ComputeEncoder* self, SEL, Pipeline* p) {
   live_encoder(self, "setComputePipelineState:");
   if (!p) validation_error("-[MTLComputeCommandEncoder setComputePipelineState:]: nil pipeline state");
   self->pipeline = checked<Pipeline>(p, "-[MTLComputeCommandEncoder setComputePipelineState:]");
+  self->pipeline_stamp = ++self->clock;
 }
 
 void bind_buffer(ComputeEncoder* self, Buffer* buffer, unsigned long offset, unsigned long index, const char* what) {
   check_index(index, what);
   Binding& b = self->bindings[index];
   b = Binding();
+  b.stamp = ++self->clock;
   if (!buffer) return;  // unbinds
   checked<Buffer>(buffer, what);
   if (offset > buffer->length)
@@ -723,6 +768,7 @@ void enc_setBytes(ComputeEncoder* self, SEL, const void* bytes, unsigned long le
   if (!bytes && length) validation_error("-[MTLComputeCommandEncoder setBytes:length:atIndex:]: NULL bytes");
   Binding& b = self->bindings[index];
   b = Binding();
+  b.stamp = ++self->clock;
   b.is_bytes = true;
   b.bytes.assign(static_cast<const unsigned char*>(bytes), static_cast<const unsigned char*>(bytes) + length);
 }
@@ -737,6 +783,7 @@ void enc_setThreadgroupMemoryLength(ComputeEncoder* self, SEL, unsigned long len
     validation_error("-[MTLComputeCommandEncoder setThreadgroupMemoryLength:atIndex:]: length %lu exceeds %zu",
                      length, kThreadgroupMemory);
   self->threadgroup_lengths[index] = (uint32_t)length;
+  self->threadgroup_stamps[index] = ++self->clock;
 }
 
 // Checks what Metal's validation checks at a dispatch and records it into the command buffer.
@@ -760,18 +807,28 @@ void encode_dispatch(ComputeEncoder* self, MTL::Size groups, MTL::Size threads, 
                      "maxTotalThreadsPerThreadgroup (%zu)", what, k, threads.width, threads.height, threads.depth,
                      total, p->max_threads);
   size_t tg_total = (size_t)fn->static_threadgroup;
+  static const bool strict = env_long("FAKE_METAL_STALE_BINDINGS", 0) == 0;
   for (const long long* a = fn->args; a[0] != kEnd; a += 4) {
     const int index = (int)a[1];
     if (a[0] == kThreadgroupArg) {
       if (self->threadgroup_lengths[index] == 0)
         validation_error("%s: kernel %s: threadgroup memory at index %d has no length "
                          "(setThreadgroupMemoryLength:atIndex:)", what, k, index);
+      if (strict && self->threadgroup_stamps[index] < self->pipeline_stamp)
+        validation_error("%s: kernel %s: threadgroup memory at index %d was set before setComputePipelineState "
+                         "(left over from an earlier dispatch?)", what, k, index);
       tg_total += self->threadgroup_lengths[index];
       continue;
     }
     const Binding& b = self->bindings[index];
     if (!b.is_bytes && !b.buffer)
       validation_error("%s: kernel %s reads buffer(%d), which is not bound (setBuffer/setBytes)", what, k, index);
+    // Metal keeps bindings across dispatches, so a forgotten bind silently reuses the previous
+    // kernel's buffer. Our encoders bind everything after setting the pipeline; require it.
+    if (strict && b.stamp < self->pipeline_stamp)
+      validation_error("%s: kernel %s reads buffer(%d), bound before setComputePipelineState: a stale binding "
+                       "left over from an earlier dispatch (set FAKE_METAL_STALE_BINDINGS=1 to allow)", what, k,
+                       index);
     if (a[0] == kReference) {
       if (b.is_bytes && b.bytes.size() != (size_t)a[2])
         validation_error("%s: kernel %s: setBytes length %zu at index %d, but the kernel's argument at buffer(%d) "

@@ -4,13 +4,15 @@
 //   fake_metal_misuse <scenario>
 //
 // Scenarios that Metal's API validation rejects abort with "validation error: ..." (the
-// process dies of SIGABRT); `ok` and `kernel_fault` exit normally and print what happened.
+// process dies of SIGABRT); `ok` exits 0, and `kernel_fault` (a kernel writing past its
+// buffer) must make metal::run throw: it prints "exception: ..." and exits 3.
 // The first ones go through the backend's own KernelCall / metal::run, as an op would.
 #include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "kernels/neuron_params.h"
+#include "metalnn/backend/metal/buffers.h"
 #include "metalnn/backend/metal/context.h"
 #include "metalnn/backend/metal/device.h"
 #include "metalnn/backend/metal/kernel.h"
@@ -94,6 +96,20 @@ int run(const std::string& s) {
     });
     return 0;
   }
+  if (s == "stale_binding") {  // the second kernel's count left over from the first dispatch
+    Tensor x = input();
+    Tensor y = Tensor::empty({kCount}, DType::float32, Device{DeviceType::metal, 0});
+    Tensor z = Tensor::empty({kCount}, DType::float32, Device{DeviceType::metal, 0});
+    metal::run("misuse", [&] {
+      metal::KernelCall a("misuse", "neuron_forward_float32");
+      a.buffer(0, x, metal::Access::read).buffer(1, y, metal::Access::write);
+      a.bytes(2, MnnNeuronParams{MNN_NEURON_RELU, 0, 0, 0}).bytes(3, kCount).threads(kCount);
+      metal::KernelCall b("misuse", "neuron_forward_float32");
+      b.buffer(0, y, metal::Access::read).buffer(1, z, metal::Access::write);
+      b.bytes(2, MnnNeuronParams{MNN_NEURON_TANH, 1, 1, 0}).threads(kCount);
+    });
+    return 0;
+  }
   if (s == "threadgroup_too_large") {  // more threads than the pipeline allows, bypassing KernelCall's check
     raw_dispatch([](MTL::CommandBuffer*, MTL::ComputeCommandEncoder* e, MTL::Buffer*, uint32_t) {
       e->dispatchThreadgroups(MTL::Size(1, 1, 1), MTL::Size(2048, 1, 1));
@@ -130,17 +146,20 @@ int run(const std::string& s) {
     b->contents();
     return 0;
   }
-  if (s == "kernel_fault") {  // a count beyond the output: the kernel writes past the buffer's end
-    raw_dispatch([](MTL::CommandBuffer* cb, MTL::ComputeCommandEncoder* e, MTL::Buffer*, uint32_t) {
-      uint32_t too_many = kCount + 8;
-      e->setBytes(&too_many, sizeof too_many, 3);
-      e->dispatchThreadgroups(MTL::Size(2, 1, 1), MTL::Size(32, 1, 1));
-      e->endEncoding();
-      cb->commit();
-      cb->waitUntilCompleted();
-      printf("status %lu\n", (unsigned long)cb->status());
-      printf("error: %s\n", metal::describe(cb->error(), "none").c_str());
+  if (s == "kernel_fault") {  // a count beyond the output's buffer: the kernel writes past its end
+    Tensor y = Tensor::empty({kCount}, DType::float32, Device{DeviceType::metal, 0});
+    MTL::Buffer* block = metal::find_buffer(y.buffer()->data());
+    if (!block) return printf("the output is not an allocator block\n"), 1;
+    // Past the block's last byte, but not past the runtime's guard bytes behind it.
+    const uint32_t too_many = (uint32_t)(block->length() / sizeof(float)) + 8;
+    Tensor x = Tensor::empty({(int64_t)too_many}, DType::float32, Device{DeviceType::metal, 0});
+    for (uint32_t i = 0; i < too_many; ++i) x.data<float>()[i] = 1.0f;
+    metal::run("misuse", [&] {
+      metal::KernelCall k("misuse", "neuron_forward_float32");
+      k.buffer(0, x, metal::Access::read).buffer(1, y, metal::Access::write);
+      k.bytes(2, MnnNeuronParams{MNN_NEURON_RELU, 0, 0, 0}).bytes(3, too_many).threads(too_many);
     });
+    printf("the fault went unnoticed\n");
     return 0;
   }
   fprintf(stderr, "unknown scenario %s\n", s.c_str());

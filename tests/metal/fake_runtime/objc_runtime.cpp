@@ -122,8 +122,10 @@ void release(Object* o) {
   if (before > 1) return;
   if (before < 1) validation_error("-[%s release]: over-release of %p", class_name_of(o), (void*)o);
   // Dealloc: the C++ part goes, the header stays as a zombie that reports later messages.
+  Class cls = o->isa;
   if (o->destroy) o->destroy(o);
   o->magic = kDeadMagic;
+  cls->live.fetch_sub(1, std::memory_order_relaxed);
 }
 
 namespace {
@@ -145,9 +147,15 @@ void drain_to(size_t level) {
 }
 }  // namespace
 
+std::atomic<long> g_autoreleased_without_pool{0};
+
 Object* autorelease(Object* o) {
   if (t_pools.empty()) {
-    // Apple's runtime leaks these (with a console message); so do we, quietly.
+    // Apple's runtime parks these in the thread's implicit pool, drained only when the thread
+    // exits: a leak on a long-lived thread. Counted, so tests can require none.
+    if (g_autoreleased_without_pool.fetch_add(1) == 0)
+      warning("%s %p autoreleased with no NSAutoreleasePool in place (leaks until the thread exits)",
+              class_name_of(o), (void*)o);
     return o;
   }
   t_pools.back().push_back(o);
@@ -306,6 +314,12 @@ Protocol* objc_getProtocol(const char* name) {
   r.protocols.emplace(name, p);
   return static_cast<Protocol*>(p);
 }
+
+// For the tests: live instances of the class named `name` (a leak check).
+long fakert_live_objects(const char* name) { return class_named(name)->live.load(); }
+
+// For the tests: objects autoreleased while no pool was in place.
+long fakert_autoreleased_without_pool() { return g_autoreleased_without_pool.load(); }
 
 Class object_getClass(id obj) { return obj ? obj->isa : nullptr; }
 

@@ -28,6 +28,7 @@ struct objc_class {
   bool meta;
   std::unordered_map<SEL, void*> methods;
   void* (*make)(Class);   // allocates an instance (inherited); see fakert::make
+  std::atomic<long> live{0};  // instances not yet deallocated (leak checks)
 };
 
 namespace fakert {
@@ -60,6 +61,7 @@ template <class T>
 T* make(Class cls) {
   T* o = new T();
   o->isa = cls;
+  cls->live.fetch_add(1, std::memory_order_relaxed);
   o->destroy = [](Object* p) { static_cast<T*>(p)->~T(); };
   return o;
 }

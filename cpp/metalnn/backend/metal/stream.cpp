@@ -96,7 +96,11 @@ void run(const char* op, const std::function<void()>& encode) {
     try {
       std::rethrow_exception(e);
     } catch (const Error& err) {
-      fail(ErrorKind::Runtime, op, err.what());
+      // The op's name replaces the "[metal] " of command_buffer_error's message.
+      std::string what = err.what();
+      const std::string prefix = "[metal] ";
+      if (what.compare(0, prefix.size(), prefix) == 0) what.erase(0, prefix.size());
+      fail(ErrorKind::Runtime, op, what);
     }
   }
 }
