@@ -39,9 +39,35 @@ struct MnnRnnStepParams {
   uint32_t flip_output_gates;
   uint32_t has_lengths; // rows b with time >= lengths[b] are inactive: state carried, output 0
   int32_t time;         // the time index this step processes
-  uint32_t y_stride;    // elements between rows of the output y (D*H for D directions)
+  uint32_t y_stride;    // elements between rows of the output y / dy (D*H for D directions)
+  // Element offsets into the bound buffers (GPU step kernels; the CPU uses pointers):
+  uint32_t off_gates;   // this step's (B, G*H) gate rows (gates and their gradients)
+  uint32_t off_hp;      // state before the step (B, H) in the hp buffer (h, c, rh share it)
+  uint32_t off_hn;      // state after the step in the hn buffer (the next step's hp, or h_last)
+  uint32_t off_y;       // this step's first output / output-gradient element (row stride y_stride)
+  uint32_t has_dy;      // backward: 0 when no output gradient is bound (dy = 0)
   uint32_t pad0;
-  uint32_t pad1;
+};
+
+// C (M x N, row stride ldc, from element c_off) = alpha * A B + beta * C, where element (m, k)
+// of A is a[a_off + m * a_rs + k * a_cs] and (k, n) of B is b[b_off + k * b_rs + n * b_cs]
+// (strides express the transposes). float32 operands.
+struct MnnRnnGemmParams {
+  uint32_t M, N, K;
+  uint32_t a_off, a_rs, a_cs;
+  uint32_t b_off, b_rs, b_cs;
+  uint32_t c_off, ldc;
+  float alpha, beta;
+  uint32_t pad0, pad1, pad2;
+};
+
+// Whole-sequence reductions: column sums of a (rows, cols) matrix, and the peephole gradients.
+struct MnnRnnReduceParams {
+  uint32_t rows, cols;
+  uint32_t time, batch, hidden;  // peephole: T, B, H
+  uint32_t reverse;              // peephole: the direction runs from t = T-1 down
+  uint32_t count;                // casts: elements
+  uint32_t pad0;
 };
 
 #ifndef MNN_SHARED_INLINE
