@@ -20,8 +20,7 @@ import metalnn as mnn
 HAS_METAL = any(d.type == "metal" for d in mnn.available_devices())
 pytestmark = pytest.mark.skipif(not HAS_METAL, reason="no Metal device in this build (see test_metal_fake_runtime)")
 
-NEURONS = ["none", "relu", "leaky_relu", "sigmoid", "hard_sigmoid", "tanh", "linear", "absolute", "softplus",
-           "elu", "relun", "gelu"]
+NEURONS = mnn.ops.neuron.NEURON_TYPES
 DTYPES = ["float32", "float16"]
 TOL = {"float32": (1e-6, 2e-6), "float16": (1e-3, 2e-3)}
 # GEMM-based ops sum in another order than the CPU's BLAS.
@@ -114,6 +113,21 @@ def test_neuron_forward_backward(name, dtype):
     _close(dx.numpy(), mnn.ops.neuron_backward(dy, x, name), dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_prelu(dtype):
+    x = _data((3, 5, 7, 3), dtype, seed=40)
+    slopes = _data((5,), dtype, seed=41, scale=0.5)
+    dy = _data(x.shape, dtype, seed=42, scale=1.0)
+    with ran("prelu_forward"):
+        y = mnn.ops.prelu_forward(_mtl(x), _mtl(slopes))
+    _close(y.numpy(), mnn.ops.prelu_forward(x, slopes), dtype)
+    _close(mnn.ops.prelu_backward_input(_mtl(dy), _mtl(x), _mtl(slopes)).numpy(),
+           mnn.ops.prelu_backward_input(dy, x, slopes), dtype)
+    with ran("prelu_backward_slopes"):
+        ds = mnn.ops.prelu_backward_slopes(_mtl(dy), _mtl(x))
+    _close_tol(ds.numpy(), mnn.ops.prelu_backward_slopes(dy, x), GEMM_TOL[dtype])
+
+
 def test_neuron_custom_coefficients():
     x = _data((1001,), "float32", seed=3)
     for name, kw in [("leaky_relu", {"a": 0.3}), ("tanh", {"a": 1.7, "b": 0.6}), ("relun", {"a": 0.1, "b": 1.5})]:
@@ -200,6 +214,27 @@ def test_avg_pool_matches_cpu(dtype, cfg, cip):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", [dict(kernel_size=2, dilation=2), dict(kernel_size=3, stride=2, padding=1, dilation=2)])
+def test_dilated_max_and_l2_pool_match_cpu(dtype, cfg):
+    x = _data((2, 3, 11, 9), dtype, seed=43)
+    with ran("dilated_max_pool2d_forward"):
+        y, st = mnn.ops.dilated_max_pool2d_forward(_mtl(x), **cfg)
+    y_cpu, st_cpu = mnn.ops.dilated_max_pool2d_forward(x, **cfg)
+    _close(y.numpy(), y_cpu, dtype)
+    dy = _data(y_cpu.shape, dtype, seed=44, scale=1.0)
+    _close(mnn.ops.max_pool2d_backward(_mtl(dy), st).numpy(), mnn.ops.max_pool2d_backward(dy, st_cpu), dtype)
+    tol = GEMM_TOL[dtype] if dtype == "float16" else (1e-5, 1e-5)
+    with ran("l2_pool2d_forward"):
+        y2 = mnn.ops.l2_pool2d_forward(_mtl(x), **cfg)
+    y2_cpu = mnn.ops.l2_pool2d_forward(x, **cfg)
+    _close_tol(y2.numpy(), y2_cpu, tol)
+    dy2 = _data(y2_cpu.shape, dtype, seed=45, scale=1.0)
+    with ran("l2_pool2d_backward"):
+        dx = mnn.ops.l2_pool2d_backward(_mtl(dy2), _mtl(x), _mtl(y2_cpu), **cfg)
+    _close_tol(dx.numpy(), mnn.ops.l2_pool2d_backward(dy2, x, y2_cpu, **cfg), tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("kind", ["index", "prob_image", "weighted_smooth"])
 def test_softmax_cross_entropy_matches_cpu(dtype, reduction, kind):
@@ -229,6 +264,71 @@ def test_softmax_cross_entropy_matches_cpu(dtype, reduction, kind):
         got = mnn.ops.softmax_cross_entropy_backward(st, _mtl(dloss))
         ref = mnn.ops.softmax_cross_entropy_backward(st_cpu, dloss)
     _close_tol(got.numpy(), ref, (1e-6, 1e-5) if dtype == "float32" else (1e-3, 2e-3))
+
+
+def _loss_case(kind, shape, rng):
+    """Predictions and labels in each loss type's domain."""
+    y = rng.standard_normal(shape) * 1.5
+    t = rng.standard_normal(shape)
+    if kind in ("softmax_cross_entropy", "kullback_leibler_divergence", "cosine_distance"):
+        t = rng.uniform(0.0, 1.0, shape)
+        t /= t.sum(axis=1, keepdims=True)
+        if kind == "kullback_leibler_divergence":
+            y = np.log(rng.uniform(0.05, 1.0, shape))
+    elif kind == "sigmoid_cross_entropy":
+        t = rng.uniform(0.0, 1.0, shape)
+    elif kind in ("categorical_cross_entropy", "log"):
+        y, t = rng.uniform(0.05, 0.95, shape), rng.uniform(0.0, 1.0, shape)
+    elif kind == "hinge":
+        t = (rng.uniform(0.0, 1.0, shape) > 0.5).astype(np.float64)
+    return y.astype(np.float32), t.astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", mnn.ops.loss.LOSS_TYPES)
+def test_generic_losses_match_cpu(dtype, kind):
+    rng = np.random.default_rng(46)
+    shape = (3, 5, 4, 3)
+    y, t = _loss_case(kind, shape, rng)
+    y = y.astype(dtype)
+    weights = rng.uniform(0.2, 2.0, shape[0]).astype(np.float32)
+    weights[1] = 0.0
+    kw = dict(loss_type=kind, weight=0.7, label_smoothing=0.1 if kind.startswith(("softmax", "sigmoid")) else 0.0)
+    tol = (2e-5, 2e-5) if dtype == "float32" else (2e-3, 2e-3)
+    for reduction in mnn.ops.loss.LOSS_REDUCTIONS:
+        with ran("loss_forward") if reduction == "none" else ran("loss_"):
+            loss, st = mnn.ops.loss_forward(_mtl(y), _mtl(t), _mtl(weights), reduction=reduction, **kw)
+        loss_cpu, st_cpu = mnn.ops.loss_forward(y, t, weights, reduction=reduction, **kw)
+        _close_tol(loss.numpy(), loss_cpu, tol)
+        dloss = (_data(np.shape(loss_cpu), "float32", seed=47, scale=1.0) if reduction == "none"
+                 else np.asarray(1.3, np.float32))
+        with ran("loss_backward"):
+            g = mnn.ops.loss_backward(st, _mtl(dloss))
+        _close_tol(g.numpy(), mnn.ops.loss_backward(st_cpu, dloss), tol)
+
+
+def test_yolo_loss_matches_cpu():
+    rng = np.random.default_rng(48)
+    anchors, classes, n, h, w = [(1.0, 1.5), (2.0, 1.0)], 3, 2, 5, 4
+    per = 5 + classes
+    pred = (rng.standard_normal((n, len(anchors) * per, h, w)) * 0.8).astype(np.float32)
+    lab = np.zeros((n, len(anchors), per, h, w), np.float32)
+    obj = rng.uniform(0, 1, (n, len(anchors), h, w)) < 0.3
+    lab[:, :, 4] = obj
+    lab[:, :, 0:2] = np.where(obj[:, :, None], rng.uniform(0.1, 0.9, (n, len(anchors), 2, h, w)), 0)
+    lab[:, :, 2:4] = np.where(obj[:, :, None], rng.uniform(0.4, 2.5, (n, len(anchors), 2, h, w)), 0)
+    cls = rng.integers(0, classes, (n, len(anchors), h, w))
+    lab[:, :, 5:] = np.where(obj[:, :, None], np.moveaxis(np.eye(classes)[cls], -1, 2), 0)
+    lab = lab.reshape(pred.shape)
+    for reduction in ["none", "mean"]:
+        d = mnn.ops.YOLOLossDescriptor(anchors, classes, rescore=True, reduction=reduction)
+        with ran("yolo"):
+            loss, st = mnn.ops.yolo_loss_forward(_mtl(pred), _mtl(lab), d)
+        loss_cpu, st_cpu = mnn.ops.yolo_loss_forward(pred, lab, d)
+        _close_tol(loss.numpy(), loss_cpu, (1e-4, 1e-5))
+        dloss = 0.6 if reduction == "mean" else _data(pred.shape, "float32", seed=49, scale=1.0)
+        _close_tol(mnn.ops.loss_backward(st, _mtl(np.asarray(dloss, np.float32))).numpy(),
+                   mnn.ops.loss_backward(st_cpu, dloss), (1e-5, 1e-5))
 
 
 OPT_SHAPES = [(7, 13), (1001,), (3, 5, 5, 3)]
