@@ -384,10 +384,14 @@ std::pair<Tensor, std::shared_ptr<LossState>> loss_forward(const Tensor& predict
   return {loss, state};
 }
 
-Tensor loss_backward(const std::shared_ptr<State>& state, const Tensor& dloss) {
+Tensor loss_backward(const std::shared_ptr<State>& state, const Tensor& dloss_arg) {
   const char* op = "loss_backward";
   const auto& s = state_as<LossState>(state, op, "loss_forward or yolo_loss_forward");
-  check::floating(op, "dloss", dloss);
+  check::floating(op, "dloss", dloss_arg);
+  // A host scalar (a Python number) goes to the state's device: one value, copied once.
+  Tensor dloss = dloss_arg;
+  if (dloss.ndim() == 0 && dloss.device().type == DeviceType::cpu && s.grad.device().type != DeviceType::cpu)
+    dloss = to_device(dloss, s.grad.device(), op);
   check::same_device(op, "dloss", dloss, "state", s.grad);
   bool per_term = false;
   if (dloss.ndim() != 0) {
