@@ -22,7 +22,7 @@ from helpers import assert_close, rng
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "metal"))
 from harness import lib, run_both_schedules, skip_without_clang  # noqa: E402
-from params_rnn import RnnGemmParams, RnnReduceParams, RnnStepParams  # noqa: E402
+from params_rnn import RnnGemmParams, RnnStepParams, reduce_params  # noqa: E402
 
 skip_without_clang()
 
@@ -139,12 +139,12 @@ class Driver:
         else:
             self.gemm(dgates, hp, dU, nsig, H, R, 0, 1, GH, 0, H, 1, 0, H)
             self.gemm(dgates, rh, dU, H, H, R, nsig, 1, GH, 0, H, 1, nsig * H, H)
-        self.k.dispatch("rnn_column_sums_float32", [dgates, db, RnnReduceParams(R, GH, 0, 0, 0, 0, 0, 0)], GH, 32)
+        self.k.dispatch("rnn_column_sums_float32", [dgates, db, reduce_params(rows=R, cols=GH)], GH, 32)
         grads = [dW.reshape(GH, I), dU.reshape(GH, H), db]
         if peep:
             dp = np.zeros(3 * H, np.float32)
-            self.k.dispatch("rnn_peephole_backward_float32",
-                            [dgates, cp, st["c_last"], dp, RnnReduceParams(0, 0, T, B, H, int(reverse), 0, 0)], H, 32)
+            rp = reduce_params(time=T, batch=B, hidden=H, reverse=int(reverse))
+            self.k.dispatch("rnn_peephole_backward_float32", [dgates, cp, st["c_last"], dp, rp], H, 32)
             grads.append(dp.reshape(3, H))
         self.gemm(dgates, W, dx, R, I, GH, 0, GH, 1, 0, I, 1, 0, I, 1.0, 1.0 if dx_acc else 0.0)
         return grads, dh, dc
@@ -248,19 +248,27 @@ def test_strided_gemm_and_reductions():
     k.dispatch("rnn_gemm_float32", [a, b, c1, p], grid, (16, 16), schedule=1)
     np.testing.assert_array_equal(c, c1)
     x = r.standard_normal((23, 17)).astype(np.float32)
-    s, = run_both_schedules(k, "rnn_column_sums_float32", [x, ("out", 0), RnnReduceParams(23, 17, 0, 0, 0, 0, 0, 0)],
+    s, = run_both_schedules(k, "rnn_column_sums_float32", [x, ("out", 0), reduce_params(rows=23, cols=17)],
                             [np.zeros(17, np.float32)], 17, 8)
     assert_close(s, x.astype(np.float64).sum(0), atol=1e-5, rtol=1e-5)
 
 
-def test_float16_casts():
+def test_copies_and_casts():
     r = rng(4)
     h = r.standard_normal(101).astype(np.float16)
     h[:3] = [np.nan, np.inf, 65504]
-    p = RnnReduceParams(0, 0, 0, 0, 0, 0, h.size, 0)
     k = lib("rnn")
-    f, = run_both_schedules(k, "rnn_cast_widen_float16", [h, ("out", 0), p], [np.zeros(h.size, np.float32)], h.size, 32)
-    np.testing.assert_array_equal(f, h.astype(np.float32))
-    back, = run_both_schedules(k, "rnn_cast_narrow_float16", [f * 1.0001, ("out", 0), p],
-                               [np.zeros(h.size, np.float16)], h.size, 32)
-    np.testing.assert_array_equal(back, (f * np.float32(1.0001)).astype(np.float16))
+    # 90 elements from in[5] to out[7]: the rest of out stays as it was
+    p = reduce_params(count=90, in_off=5, out_off=7)
+    f = np.full(100, -1.0, np.float32)
+    k.dispatch("rnn_cast_widen_float16", [h, f, p], 90, 32)
+    np.testing.assert_array_equal(f[7:97], h[5:95].astype(np.float32))
+    assert np.all(f[:7] == -1) and np.all(f[97:] == -1)
+    back = np.zeros(100, np.float16)
+    k.dispatch("rnn_cast_narrow_float16", [f * np.float32(1.0001), back, p], 90, 32)
+    np.testing.assert_array_equal(back[7:97], (f[5:95] * np.float32(1.0001)).astype(np.float16))
+    c = np.full(100, 3.0, np.float32)
+    k.dispatch("rnn_copy_float32", [f, c, p], 90, 32)
+    np.testing.assert_array_equal(c[7:97], f[5:95])
+    k.dispatch("rnn_zero_float32", [c, reduce_params(count=4, out_off=2)], 4, 32)
+    assert np.all(c[2:6] == 0) and c[1] == 3.0 and c[6] == 3.0

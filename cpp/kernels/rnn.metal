@@ -27,9 +27,11 @@
 //   rnn_column_sums_float32      a [[0]] (rows, cols), out [[1]] (cols), MnnRnnReduceParams [[2]]   grid cols
 //   rnn_peephole_backward_float32  dgates [[0]] (T, B, 4H), cp [[1]] (T, B, H), c_last [[2]] (B, H),
 //                                dpeep [[3]] (3, H), MnnRnnReduceParams [[4]]                        grid H
-// Storage casts (grid count):
-//   rnn_cast_widen_float16       in half [[0]], out float [[1]], MnnRnnReduceParams [[2]] (count)
-//   rnn_cast_narrow_float16      in float [[0]], out half [[1]], MnnRnnReduceParams [[2]] (count)
+// Copies, grid p.count: out[p.out_off + i] = in[p.in_off + i] (casts between storage types):
+//   rnn_cast_widen_float16       in half [[0]], out float [[1]], MnnRnnReduceParams [[2]]
+//   rnn_cast_narrow_float16      in float [[0]], out half [[1]], MnnRnnReduceParams [[2]]
+//   rnn_copy_float32             in float [[0]], out float [[1]], MnnRnnReduceParams [[2]]
+//   rnn_zero_float32             out float [[0]], MnnRnnReduceParams [[1]]   (out[p.out_off + i] = 0)
 #include <metal_stdlib>
 #include "metal_common.h"
 #include "rnn_params.h"
@@ -346,11 +348,23 @@ kernel void rnn_peephole_backward_float32(device const float* dgates [[buffer(0)
 kernel void rnn_cast_widen_float16(device const half* in [[buffer(0)]], device float* out [[buffer(1)]],
                                    constant MnnRnnReduceParams& p [[buffer(2)]], uint gid [[thread_position_in_grid]]) {
   if (gid >= p.count) return;
-  out[gid] = float(in[gid]);
+  out[p.out_off + gid] = float(in[p.in_off + gid]);
 }
 
 kernel void rnn_cast_narrow_float16(device const float* in [[buffer(0)]], device half* out [[buffer(1)]],
                                     constant MnnRnnReduceParams& p [[buffer(2)]], uint gid [[thread_position_in_grid]]) {
   if (gid >= p.count) return;
-  out[gid] = half(in[gid]);
+  out[p.out_off + gid] = half(in[p.in_off + gid]);
+}
+
+kernel void rnn_copy_float32(device const float* in [[buffer(0)]], device float* out [[buffer(1)]],
+                             constant MnnRnnReduceParams& p [[buffer(2)]], uint gid [[thread_position_in_grid]]) {
+  if (gid >= p.count) return;
+  out[p.out_off + gid] = in[p.in_off + gid];
+}
+
+kernel void rnn_zero_float32(device float* out [[buffer(0)]], constant MnnRnnReduceParams& p [[buffer(1)]],
+                             uint gid [[thread_position_in_grid]]) {
+  if (gid >= p.count) return;
+  out[p.out_off + gid] = 0.0f;
 }

@@ -61,13 +61,15 @@ struct MnnRnnGemmParams {
   uint32_t pad0, pad1, pad2;
 };
 
-// Whole-sequence reductions: column sums of a (rows, cols) matrix, and the peephole gradients.
+// Whole-sequence reductions (column sums of a (rows, cols) matrix, the peephole gradients) and
+// the copies around them (casts, state copies, zero fills).
 struct MnnRnnReduceParams {
   uint32_t rows, cols;
   uint32_t time, batch, hidden;  // peephole: T, B, H
   uint32_t reverse;              // peephole: the direction runs from t = T-1 down
-  uint32_t count;                // casts: elements
-  uint32_t pad0;
+  uint32_t count;                // copies: elements, in[in_off + i] -> out[out_off + i]
+  uint32_t in_off, out_off;
+  uint32_t pad0, pad1, pad2;
 };
 
 #ifndef MNN_SHARED_INLINE

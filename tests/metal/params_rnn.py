@@ -17,4 +17,13 @@ class RnnGemmParams(ctypes.Structure):
 
 
 class RnnReduceParams(ctypes.Structure):
-    _fields_ = [(n, _U) for n in ("rows", "cols", "time", "batch", "hidden", "reverse", "count", "pad0")]
+    _fields_ = [(n, _U) for n in ("rows", "cols", "time", "batch", "hidden", "reverse", "count", "in_off", "out_off",
+                                  "pad0", "pad1", "pad2")]
+
+
+def reduce_params(**kw) -> RnnReduceParams:
+    """RnnReduceParams with the named fields set, the rest 0."""
+    p = RnnReduceParams()
+    for k, v in kw.items():
+        setattr(p, k, v)
+    return p

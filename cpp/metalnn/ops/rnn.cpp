@@ -4,6 +4,7 @@
 #include <string>
 
 #include "metalnn/backend/cpu/rnn.h"
+#include "metalnn/backend/metal/rnn.h"
 #include "metalnn/core/copy.h"
 #include "metalnn/ops/check.h"
 #include "metalnn/ops/dispatch.h"
@@ -175,7 +176,8 @@ RnnForwardResult rnn_forward(const RnnDescriptor& desc, const Tensor& x, const s
     if (l + 1 < desc.layers.size()) st->layer_outputs.push_back(f32({T, B, D * H}, dev));
   }
   r.y = Tensor::empty({T, B, desc.output_size()}, x.dtype(), dev);
-  dispatch(op, dev, [&] { cpu::rnn_forward(desc, x, weights, h0, c0, *st, r.y, r.h_last, r.c_last); });
+  dispatch(op, dev, [&] { cpu::rnn_forward(desc, x, weights, h0, c0, *st, r.y, r.h_last, r.c_last); },
+           [&] { metal::rnn_forward(desc, x, weights, h0, c0, *st, r.y, r.h_last, r.c_last); });
   if (training) r.state = st;
   return r;
 }
@@ -228,9 +230,9 @@ RnnBackwardResult rnn_backward(const RnnDescriptor& desc, const Tensor& x, const
     r.dh0.push_back(Tensor::empty({B, ld.hidden_size}, x.dtype(), dev));
     r.dc0.push_back(ld.cell == MNN_RNN_LSTM ? Tensor::empty({B, ld.hidden_size}, x.dtype(), dev) : Tensor());
   }
-  dispatch(op, dev, [&] {
-    cpu::rnn_backward(desc, x, dy, dh_last, dc_last, weights, st, r.dx, r.dweights, r.dh0, r.dc0);
-  });
+  dispatch(
+      op, dev, [&] { cpu::rnn_backward(desc, x, dy, dh_last, dc_last, weights, st, r.dx, r.dweights, r.dh0, r.dc0); },
+      [&] { metal::rnn_backward(desc, x, dy, dh_last, dc_last, weights, st, r.dx, r.dweights, r.dh0, r.dc0); });
   return r;
 }
 
