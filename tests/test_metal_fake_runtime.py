@@ -141,29 +141,50 @@ def _env(build: Path, **extra) -> dict:
     return env
 
 
-def _cases(build: Path, select: str, timeout: int = 600, **extra) -> None:
+# Runs shared by several tests (the coverage check reads their dispatch logs), once each.
+_RUNS: dict[str, tuple[int, str, Path]] = {}
+
+
+def _run(build: Path, name: str, cmd: list[str], **extra) -> tuple[int, str, Path]:
+    if name not in _RUNS:
+        log = build / f"dispatches-{name}.log"
+        log.unlink(missing_ok=True)
+        res = subprocess.run(cmd, cwd=ROOT, env=_env(build, FAKE_METAL_DISPATCH_LOG=str(log), **extra),
+                             capture_output=True, text=True, timeout=900)
+        _RUNS[name] = (res.returncode, res.stdout + res.stderr, log)
+    return _RUNS[name]
+
+
+def _cases(build: Path, name: str, select: str, **extra) -> None:
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", str(CASES), "-k", select]
-    res = subprocess.run(cmd, cwd=ROOT, env=_env(build, **extra), capture_output=True, text=True, timeout=timeout)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, f"{' '.join(cmd[3:])} failed (rc {res.returncode}):\n{out[-8000:]}"
+    rc, out, _ = _run(build, name, cmd, **extra)
+    assert rc == 0, f"{' '.join(cmd[3:])} failed (rc {rc}):\n{out[-8000:]}"
     summary = [line for line in out.splitlines() if " passed" in line]
     assert summary and "skipped" not in summary[-1], f"cases skipped or not run:\n{out[-3000:]}"
 
 
 def test_ops_match_cpu_on_fake_metal(build):
-    _cases(build, "not digit_graph and not gpu_fault")
+    _cases(build, "ops", "not digit_graph and not gpu_fault")
 
 
 def test_digit_graph_trains_on_fake_metal(build):
     """With a slow GPU (every command buffer starts 20 ms late), so host code reading results
     before their command buffer completes would see stale numbers."""
-    _cases(build, "digit_graph", FAKE_METAL_GPU_DELAY_MS="20")
+    _cases(build, "graph", "digit_graph", FAKE_METAL_GPU_DELAY_MS="20")
+
+
+def test_optimizer_arenas(build):
+    """The *_step_many path (weights, gradients and state packed in one block each), which
+    Python cannot reach, against the CPU backend; 300 slots put the range table in host memory."""
+    for scenario in ["optimizer_arenas", "optimizer_arenas_large_table"]:
+        rc, out, _ = _run(build, scenario, [str(build / "fake_metal_misuse"), scenario])
+        assert rc == 0 and "ok" in out, out[-3000:]
 
 
 def test_threadgroup_sizes_come_from_the_pipeline(build):
     """Pipelines that allow 320 threads (not a power of two): 1-D and reduction kernels must
     size their threadgroups from maxTotalThreadsPerThreadgroup, not assume 1024 or 256."""
-    _cases(build, "neuron_forward_backward and relu or softmax_forward_backward or cross_entropy or max_pool "
+    _cases(build, "max320", "neuron_forward_backward and relu or softmax_forward_backward or cross_entropy or max_pool "
                   "or optimizers or fully_connected or conv2d", FAKE_METAL_MAX_THREADS="320")
 
 
@@ -209,4 +230,30 @@ def test_kernel_fault_fails_the_command_buffer(build):
 def test_gpu_faults_surface_as_python_exceptions(build):
     """Injected faults: an op outside a stream, a stream's event and a graph batch raise, and the
     next command buffers run normally."""
-    _cases(build, "gpu_fault", FAKE_METAL_FAIL_KERNEL="neuron_forward_float32:2,conv2d_forward_float32:1")
+    _cases(build, "faults", "gpu_fault", FAKE_METAL_FAIL_KERNEL="neuron_forward_float32:2,conv2d_forward_float32:1")
+
+
+def _encoded_kernels() -> set[str]:
+    """Every kernel the host encoders name (as test_metal_host reads them), in both dtypes."""
+    stems, plain = set(), set()
+    for source in (ROOT / "cpp" / "metalnn" / "backend" / "metal").glob("*.cpp"):
+        text = source.read_text()
+        stems |= set(re.findall(r'kernel_name\("(\w+)"', text))
+        plain |= set(re.findall(r'KernelCall\s+\w+\(\s*\w+\s*,\s*"(\w+)"\s*\)', text))
+    return {f"{stem}_{dtype}" for stem in stems for dtype in ("float32", "float16")} | plain
+
+
+def test_every_encoded_kernel_ran(build):
+    """Each kernel an encoder in backend/metal can dispatch ran on the fake GPU during the runs
+    above: a new op family's host code needs its cases in cases_metal_device.py."""
+    test_ops_match_cpu_on_fake_metal(build)
+    test_digit_graph_trains_on_fake_metal(build)
+    test_optimizer_arenas(build)
+    ran = set()
+    for name in ["ops", "graph", "optimizer_arenas", "optimizer_arenas_large_table"]:
+        log = _RUNS[name][2]
+        assert log.exists(), f"the {name} run left no dispatch log"
+        ran |= {line.split()[0] for line in log.read_text().splitlines() if line.strip()}
+    missing = sorted(_encoded_kernels() - ran)
+    assert not missing, (f"kernels the Metal host code can dispatch that no fake-runtime case ran: {missing}; add "
+                         f"cases for them to {CASES.relative_to(ROOT)}")

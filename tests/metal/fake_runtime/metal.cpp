@@ -366,7 +366,9 @@ void execute(CommandBuffer* cb) {
   static const int schedule = (int)env_long("FAKE_METAL_SCHEDULE", 0);
   cb->gpu_start = now_seconds();
   set_status(cb, MTL::CommandBufferStatusScheduled);
+  push_pool();
   for (void* h : cb->scheduled_handlers) call_block(h, cb);
+  pop_pool();
   std::string failure;
   for (Command& c : cb->commands) {
     std::string what = run_command(c, schedule);
@@ -382,7 +384,9 @@ void execute(CommandBuffer* cb) {
                           "fake Metal GPU: " + failure);
   }
   set_status(cb, failure.empty() ? MTL::CommandBufferStatusCompleted : MTL::CommandBufferStatusError);
+  push_pool();
   for (void* h : cb->completed_handlers) call_block(h, cb);
+  pop_pool();
   release(cb);  // the reference commit took
 }
 
@@ -1112,6 +1116,14 @@ MTL::Device* MTLCreateSystemDefaultDevice() {
   std::call_once(once, [] {
     class_named("NSObject");  // registers the classes
     g_device = make<Device>(g_device_class);
+    // FAKE_METAL_DISPATCH_LOG=<file>: "kernel count" lines appended at exit (coverage checks).
+    if (getenv("FAKE_METAL_DISPATCH_LOG")) atexit([] {
+      if (FILE* f = fopen(getenv("FAKE_METAL_DISPATCH_LOG"), "a")) {
+        std::lock_guard<std::mutex> lock(g_stats_mutex);
+        for (auto& kv : g_dispatches) fprintf(f, "%s %ld\n", kv.first.c_str(), kv.second);
+        fclose(f);
+      }
+    });
   });
   return reinterpret_cast<MTL::Device*>(retain(g_device));  // "Create": the caller owns a reference
 }

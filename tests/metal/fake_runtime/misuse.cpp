@@ -1,17 +1,23 @@
-// Deliberate host bugs, one per scenario, to show the fake Metal runtime catches them
-// (tests/test_metal_fake_runtime.py runs each in its own process):
+// Deliberate host bugs, one per scenario, to show the fake Metal runtime catches them, and
+// host paths Python cannot reach (tests/test_metal_fake_runtime.py runs each in its own process):
 //
 //   fake_metal_misuse <scenario>
 //
 // Scenarios that Metal's API validation rejects abort with "validation error: ..." (the
-// process dies of SIGABRT); `ok` exits 0, and `kernel_fault` (a kernel writing past its
+// process dies of SIGABRT); `ok` and `optimizer_arenas*` exit 0, and `kernel_fault` (a kernel writing past its
 // buffer) must make metal::run throw: it prints "exception: ..." and exits 3.
 // The first ones go through the backend's own KernelCall / metal::run, as an op would.
 #include <cstdio>
 #include <cstring>
 #include <string>
 
+#include <cmath>
+#include <vector>
+
 #include "kernels/neuron_params.h"
+#include "kernels/optimizer_params.h"
+#include "metalnn/backend/cpu/optimizer.h"
+#include "metalnn/backend/metal/optimizer.h"
 #include "metalnn/backend/metal/buffers.h"
 #include "metalnn/backend/metal/context.h"
 #include "metalnn/backend/metal/device.h"
@@ -19,6 +25,7 @@
 #include "metalnn/backend/metal/pipelines.h"
 #include "metalnn/backend/metal/stream.h"
 #include "metalnn/core/error.h"
+#include "metalnn/core/half.h"
 
 using namespace metalnn;
 
@@ -63,6 +70,101 @@ void raw_dispatch(Mess mess) {
   pool->release();
 }
 
+// `kind` ("sgd", "adam", "rmsprop") over `sizes` tensors packed in arenas (one block each for
+// weights, gradients and every state): the *_step_many path, which Python cannot reach (its
+// tensors never share a block). With many slots the range table exceeds setBytes' 4 KiB and
+// goes in a host-memory tensor. Two steps, compared with the CPU backend on copies.
+int optimizer_arenas(const std::string& kind, DType dtype, const std::vector<int64_t>& sizes) {
+  int64_t total = 0;
+  for (int64_t n : sizes) total += n;
+  const int nstate = kind == "adam" ? 3 : 1;
+  const Device gpu{DeviceType::metal, 0};
+  Tensor w = Tensor::empty({total}, dtype, gpu), g = Tensor::empty({total}, dtype, gpu);
+  Tensor wc = Tensor::empty({total}, dtype), gc = Tensor::empty({total}, dtype);
+  std::vector<Tensor> state, state_cpu;
+  for (int i = 0; i < nstate; ++i) {
+    state.push_back(Tensor::zeros({total}, DType::float32, gpu));
+    state_cpu.push_back(Tensor::zeros({total}, DType::float32));
+  }
+  for (int64_t i = 0; i < total; ++i) {
+    const float wv = std::sin(0.1f * (float)i), gv = std::cos(0.37f * (float)i);
+    if (dtype == DType::float32) {
+      w.data<float>()[i] = wc.data<float>()[i] = wv;
+      g.data<float>()[i] = gc.data<float>()[i] = gv;
+    } else {
+      w.data<half>()[i] = wc.data<half>()[i] = half{float_to_half(wv)};
+      g.data<half>()[i] = gc.data<half>()[i] = half{float_to_half(gv)};
+    }
+  }
+  std::vector<Tensor> views, cpu_views;  // per slot: weights, gradients, states
+  const size_t es = dtype_size(dtype);
+  int64_t at = 0;
+  for (int64_t n : sizes) {
+    views.emplace_back(w.buffer(), Shape{n}, dtype, at * es);
+    views.emplace_back(g.buffer(), Shape{n}, dtype, at * es);
+    for (Tensor& t : state) views.emplace_back(t.buffer(), Shape{n}, DType::float32, at * 4);
+    cpu_views.emplace_back(wc.buffer(), Shape{n}, dtype, at * es);
+    cpu_views.emplace_back(gc.buffer(), Shape{n}, dtype, at * es);
+    at += n;
+  }
+  const size_t per = 2 + nstate;
+  std::vector<metal::OptimizerSlot> slots;
+  std::vector<cpu::OptimizerSlot> cpu_slots;
+  at = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    metal::OptimizerSlot ms{&views[per * i], &views[per * i + 1], {nullptr, nullptr, nullptr}};
+    cpu::OptimizerSlot cs{&cpu_views[2 * i], &cpu_views[2 * i + 1], {nullptr, nullptr, nullptr}};
+    for (int k = 0; k < nstate; ++k) {
+      ms.state[k] = &views[per * i + 2 + k];
+      cs.state[k] = state_cpu[k].data<float>() + at;
+    }
+    slots.push_back(ms);
+    cpu_slots.push_back(cs);
+    at += sizes[i];
+  }
+  MnnOptimizerParams common{};
+  common.learning_rate = 0.01f;
+  common.gradient_rescale = 1.0f;
+  for (int step = 1; step <= 2; ++step) {
+    if (kind == "sgd") {
+      MnnSgdParams p{common, 0.9f, 0, 1, 0};
+      metal::run("sgd_step_many", [&] { metal::sgd_step(slots, p); });
+      cpu::sgd_step(cpu_slots, p);
+    } else if (kind == "adam") {
+      const double b1 = 0.9, b2 = 0.999;
+      const float lr_t = (float)(0.01 * std::sqrt(1 - std::pow(b2, step)) / (1 - std::pow(b1, step)));
+      MnnAdamParams p{common, (float)b1, (float)b2, (float)(1 - b1), (float)(1 - b2), 1e-8f, lr_t, 1, 0};
+      metal::run("adam_step_many", [&] { metal::adam_step(slots, p); });
+      cpu::adam_step(cpu_slots, p);
+    } else {
+      MnnRmsPropParams p{common, 0.9f, 0.1f, 1e-8f, 0};
+      metal::run("rmsprop_step_many", [&] { metal::rmsprop_step(slots, p); });
+      cpu::rmsprop_step(cpu_slots, p);
+    }
+  }
+  const float tol = dtype == DType::float32 ? 1e-6f : 1e-3f;
+  for (int64_t i = 0; i < total; ++i) {
+    const float a = dtype == DType::float32 ? w.data<float>()[i] : half_to_float(w.data<half>()[i].bits);
+    const float b = dtype == DType::float32 ? wc.data<float>()[i] : half_to_float(wc.data<half>()[i].bits);
+    if (!(std::fabs(a - b) <= tol * (1 + std::fabs(b))))
+      return printf("%s weight %lld: metal %g, cpu %g\n", kind.c_str(), (long long)i, a, b), 1;
+    for (int k = 0; k < nstate; ++k) {
+      const float x = state[k].data<float>()[i], y = state_cpu[k].data<float>()[i];
+      if (!(std::fabs(x - y) <= 1e-6f * (1 + std::fabs(y))))
+        return printf("%s state %d at %lld: metal %g, cpu %g\n", kind.c_str(), k, (long long)i, x, y), 1;
+    }
+  }
+  printf("ok %s %s %zu slots\n", kind.c_str(), dtype_name(dtype), sizes.size());
+  return 0;
+}
+
+int optimizer_arenas_all(const std::vector<int64_t>& sizes) {
+  for (const char* kind : {"sgd", "adam", "rmsprop"})
+    for (DType dtype : {DType::float32, DType::float16})
+      if (int rc = optimizer_arenas(kind, dtype, sizes)) return rc;
+  return 0;
+}
+
 int run(const std::string& s) {
   if (s == "ok") {  // the same calls done right
     Tensor x = input();
@@ -77,6 +179,8 @@ int run(const std::string& s) {
     printf("ok\n");
     return 0;
   }
+  if (s == "optimizer_arenas") return optimizer_arenas_all({37, 5, 1000, 3});
+  if (s == "optimizer_arenas_large_table") return optimizer_arenas("sgd", DType::float32, std::vector<int64_t>(300, 7));
   if (s == "wrong_bytes_size") {  // setBytes of a struct that is not the kernel's
     Tensor x = input();
     Tensor y = Tensor::empty({kCount}, DType::float32, Device{DeviceType::metal, 0});

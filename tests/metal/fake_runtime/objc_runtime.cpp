@@ -147,6 +147,10 @@ void drain_to(size_t level) {
 }
 }  // namespace
 
+void push_pool() { t_pools.emplace_back(); }
+
+void pop_pool() { drain_to(t_pools.empty() ? 0 : t_pools.size() - 1); }
+
 std::atomic<long> g_autoreleased_without_pool{0};
 
 Object* autorelease(Object* o) {

@@ -72,6 +72,10 @@ void* make_erased(Class cls) { return make<T>(cls); }
 Object* retain(Object* o);
 void release(Object* o);
 Object* autorelease(Object* o);
+// An autorelease pool around code the runtime itself calls (completion handlers), as
+// Metal's dispatch queues have one.
+void push_pool();
+void pop_pool();
 bool is_live(const void* p);
 // The object `p` as T, or a validation error naming `what` if it is not a live fake object.
 template <class T>
