@@ -6,16 +6,21 @@ classes whose dispatches run the MSL emulator. Then, in subprocesses with METALN
 pointing at that build:
 
 * every op family's forward and gradients on device "metal" match the CPU backend, the
-  optimizers too, and the digit network trains with the CPU graph's losses
-  (tests/metal/fake_runtime/cases_metal_device.py, the same file a Mac runs on its GPU);
+  optimizers too, and the digit network trains with the CPU graph's losses on a GPU that
+  starts each command buffer late (tests/metal/fake_runtime/cases_metal_device.py, the same
+  file a Mac runs on its GPU); command buffers and encoders are all released afterwards;
 * the same with pipelines that allow only 320 threads per threadgroup, so the host must take
   threadgroup sizes from maxTotalThreadsPerThreadgroup;
-* deliberate host bugs (fake_metal_misuse) are caught: wrong setBytes size, unbound buffer,
-  oversized threadgroup, encoder used after endEncoding, double commit, a kernel writing
-  past a buffer's end.
+* injected GPU faults raise from an op, a stream's event and a graph batch;
+* fake_metal_misuse: the optimizers' arena path (unreachable from Python) matches the CPU,
+  and deliberate host bugs are caught: wrong setBytes size, unbound or stale buffer binding,
+  oversized threadgroup, encoder used after endEncoding, double commit, commit with an open
+  encoder, use after release, a kernel writing past a buffer's end;
+* every kernel an encoder in backend/metal names ran in those runs (new families need cases).
 
 The build goes to build/fakert (METALNN_FAKERT_BUILD_DIR overrides) and is incremental.
-Skips only when no clang >= 15 is installed.
+Skips when no clang >= 15 is installed, and in .ci/run's sanitizer passes (MSLEMU_SANITIZE),
+which repeat tests/test_metal_*.py: this file runs once, in the plain pass.
 """
 
 from __future__ import annotations
