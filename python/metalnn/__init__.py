@@ -26,7 +26,7 @@ if _blas_path and not _core.set_blas_library(_blas_path):
         stacklevel=2,
     )
 
-from . import ops  # noqa: E402
+from . import layers, ops  # noqa: E402
 from ._core import (  # noqa: E402
     Device,
     Event,
@@ -53,6 +53,7 @@ from .graph.data_source import (  # noqa: E402
     WeightsState,
 )
 from .graph.optimizers import SGD, Adam, RMSProp  # noqa: E402
+from .onnx_export import export_onnx  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -83,6 +84,7 @@ __all__ = _graph_all + [
     "set_num_threads",
     "tensor",
 ]
+__all__ += ["export_onnx", "layers"]
 
 
 def tensor(data, dtype: str | None = None, device: str | None = None) -> Tensor:

@@ -489,6 +489,30 @@ class Graph:
 
         return load_state_dict(self, state, names, strict)
 
+    def summary(self, input_shape=None) -> str:
+        """A table of nodes: kind, output shape, parameters, planned memory (see :mod:`metalnn.graph.inspect`)."""
+        from .inspect import summary
+
+        return summary(self, input_shape)
+
+    def to_dot(self, input_shape=None) -> str:
+        """A Graphviz DOT description of the graph (see :mod:`metalnn.graph.inspect`)."""
+        from .inspect import to_dot
+
+        return to_dot(self, input_shape)
+
+    def render(self, path, input_shape=None) -> str | None:
+        """Draws the graph to ``path`` (.png/.svg/.pdf) with Graphviz's ``dot`` when installed."""
+        from .inspect import render
+
+        return render(self, path, input_shape)
+
+    def to_onnx(self, path=None, input_shape=None, **kwargs):
+        """Exports this inference graph to ONNX (see :func:`metalnn.export_onnx`)."""
+        from ..onnx_export import export_onnx
+
+        return export_onnx(self, path, input_shape, **kwargs)
+
     def __repr__(self) -> str:
         return f"Graph({len(self.nodes)} nodes, mode={self._mode!r}, sources={[s.name for s in self.sources]})"
 
