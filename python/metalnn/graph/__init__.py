@@ -32,10 +32,23 @@ from .nodes import (
     SoftmaxCrossEntropyLossNode,
     SoftmaxNode,
 )
+from .nodes_arithmetic import DivisionNode, MultiplicationNode, SubtractionNode
 from .nodes_conv_transpose import ConvolutionTransposeNode, ConvolutionTransposeWeights
 from .nodes_neuron import NeuronExponentialNode, NeuronLogarithmNode, NeuronPowerNode, NeuronPReLUNode
 from .nodes_loss import LossNode, YOLOLossNode
 from .nodes_pooling import DilatedPoolingMaxNode, PoolingL2NormNode
+from .nodes_shape import (
+    ConcatenationNode,
+    CropNode,
+    FlattenNode,
+    ImageToMatrixNode,
+    MatrixToImageNode,
+    PadNode,
+    ReshapeNode,
+    SliceNode,
+    UpsamplingBilinearNode,
+    UpsamplingNearestNode,
+)
 from .padding import Padding
 
 __all__ = [
@@ -51,3 +64,6 @@ __all__ += [
 ]
 __all__ += ["ConvolutionTransposeNode", "ConvolutionTransposeWeights", "DilatedPoolingMaxNode", "PoolingL2NormNode"]
 __all__ += ["LossNode", "YOLOLossNode"]
+__all__ += ["ConcatenationNode", "CropNode", "DivisionNode", "FlattenNode", "ImageToMatrixNode", "MatrixToImageNode",
+            "MultiplicationNode", "PadNode", "ReshapeNode", "SliceNode", "SubtractionNode", "UpsamplingBilinearNode",
+            "UpsamplingNearestNode"]

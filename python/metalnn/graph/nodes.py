@@ -306,22 +306,29 @@ class LogSoftmaxNode(SoftmaxNode):
 
 
 class AdditionNode(FilterNode):
-    """Elementwise sum of two images of one shape (MPSNNAdditionNode). The graph also
-    inserts one where an image feeds several consumers, to sum their gradients."""
+    """a + b (MPSNNAdditionNode), broadcasting along dimensions where one source has size 1
+    (see :mod:`metalnn.graph.nodes_arithmetic`). The graph also inserts one where an image
+    feeds several consumers, to sum their gradients."""
+
+    op = "add"
 
     def __init__(self, a: ImageNode, b: ImageNode, label: str | None = None):
         super().__init__([a, b], label)
 
     def infer_shape(self, shapes):
-        if shapes[0] != shapes[1]:
-            raise ValueError(f"sources have different shapes {shapes[0]} and {shapes[1]}")
-        return shapes[0]
+        from .nodes_arithmetic import broadcast_shape
+
+        return broadcast_shape(self.kind, shapes[0], shapes[1])
 
     def emit_forward(self, c):
-        c.emit_add(self)
+        from .nodes_arithmetic import emit_forward
+
+        emit_forward(self, c, self.op)
 
     def emit_gradient(self, c, g):
-        c.emit_add_gradient(self, g)
+        from .nodes_arithmetic import emit_gradient
+
+        emit_gradient(self, c, g, self.op)
 
 
 class SoftmaxCrossEntropyLossNode(FilterNode):

@@ -1,0 +1,49 @@
+#include "metalnn/backend/metal/shape.h"
+
+#include "metalnn/backend/metal/elementwise.h"
+#include "metalnn/backend/metal/kernel.h"
+
+namespace metalnn::metal {
+namespace {
+
+// Every shape kernel: in 0, out 1, params 2; `grid` threads (one per output or input element).
+void encode(const char* op, const char* stem, const Tensor& in, const Tensor& out, const MnnShapeParams& p,
+            const Tensor& grid) {
+  KernelCall k(op, kernel_name(stem, in.dtype()));
+  k.buffer(0, in, Access::read).buffer(1, out, Access::write).bytes(2, p);
+  k.threads(element_count(op, grid));
+}
+
+}  // namespace
+
+void upsample_nearest_forward(const Tensor& x, const Tensor& y, const MnnShapeParams& p) {
+  encode("upsample_nearest_forward", "upsample_nearest_forward", x, y, p, y);
+}
+
+// One thread per input element (gather of its block).
+void upsample_nearest_backward(const Tensor& dy, const Tensor& dx, const MnnShapeParams& p) {
+  encode("upsample_nearest_backward", "upsample_nearest_backward", dy, dx, p, dx);
+}
+
+void upsample_bilinear_forward(const Tensor& x, const Tensor& y, const MnnShapeParams& p) {
+  encode("upsample_bilinear_forward", "upsample_bilinear_forward", x, y, p, y);
+}
+
+void upsample_bilinear_backward(const Tensor& dy, const Tensor& dx, const MnnShapeParams& p) {
+  encode("upsample_bilinear_backward", "upsample_bilinear_backward", dy, dx, p, dx);
+}
+
+void pad_forward(const Tensor& x, const Tensor& y, const MnnShapeParams& p) {
+  encode("pad_forward", "pad_forward", x, y, p, y);
+}
+
+void pad_backward(const Tensor& dy, const Tensor& dx, const MnnShapeParams& p) {
+  encode("pad_backward", "pad_backward", dy, dx, p, dx);
+}
+
+// One thread per element of x; y's other channels are written by the other inputs' calls.
+void concat_forward(const Tensor& x, const Tensor& y, const MnnShapeParams& p) {
+  encode("concat_forward", "concat_forward", x, y, p, x);
+}
+
+}  // namespace metalnn::metal
