@@ -68,6 +68,21 @@ def test_cibuildwheel_configuration():
     assert {"mkdocs", "mkdocstrings", "mypy"} <= {re.split(r"[<>=\[]", r)[0] for r in extras["docs"]}
 
 
+@pytest.mark.parametrize("platform,expected", [
+    ("linux", {"cp39-manylinux_x86_64", "cp313-manylinux_x86_64", "cp311-manylinux_aarch64"}),
+    ("macos", {"cp39-macosx_arm64", "cp313-macosx_arm64", "cp311-macosx_x86_64"}),
+])
+def test_cibuildwheel_reads_the_configuration(platform, expected):
+    """cibuildwheel itself parses the settings (no build: ``--print-build-identifiers``)."""
+    pytest.importorskip("cibuildwheel", reason="cibuildwheel is not installed (pip install 'metalnn[test]')")
+    proc = subprocess.run([sys.executable, "-m", "cibuildwheel", "--print-build-identifiers", "--platform", platform],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ids = set(proc.stdout.split())
+    assert expected <= ids
+    assert not any("musllinux" in i or "i686" in i or i.startswith("pp") for i in ids), ids
+
+
 # What an sdist must never carry: build output, compiled objects, fetched third-party code.
 _FORBIDDEN_DIRS = {"build", "dist", "_deps", "third_party", "thirdparty", "external", "metal-cpp", "node_modules",
                    ".git", "__pycache__", ".pytest_cache", ".hypothesis", "site", ".mypy_cache"}
