@@ -86,8 +86,10 @@ def _example_feeds(graph, shapes: dict) -> tuple[list, Any]:
 
 
 def _parameter_count(graph, node: FilterNode) -> int:
-    if node in graph._params:
-        return int(sum(int(np.prod(p.value.shape)) for p in graph._params[node] if p is not None))
+    if node in graph._params:  # what the graph bound (some nodes bind more than weights and biases)
+        bound = graph._params[node]
+        bound = bound.values() if isinstance(bound, Mapping) else bound if isinstance(bound, (tuple, list)) else [bound]
+        return int(sum(int(np.prod(np.shape(p.value))) for p in bound if getattr(p, "value", None) is not None))
     ds = getattr(node, "data_source", None)
     if ds is None:
         return 0
