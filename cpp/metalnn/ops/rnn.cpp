@@ -4,6 +4,7 @@
 #include <string>
 
 #include "metalnn/backend/cpu/rnn.h"
+#include "metalnn/backend/cuda/rnn.h"
 #include "metalnn/backend/metal/rnn.h"
 #include "metalnn/core/copy.h"
 #include "metalnn/ops/check.h"
@@ -177,7 +178,8 @@ RnnForwardResult rnn_forward(const RnnDescriptor& desc, const Tensor& x, const s
   }
   r.y = Tensor::empty({T, B, desc.output_size()}, x.dtype(), dev);
   dispatch(op, dev, [&] { cpu::rnn_forward(desc, x, weights, h0, c0, *st, r.y, r.h_last, r.c_last); },
-           [&] { metal::rnn_forward(desc, x, weights, h0, c0, *st, r.y, r.h_last, r.c_last); });
+           [&] { metal::rnn_forward(desc, x, weights, h0, c0, *st, r.y, r.h_last, r.c_last); },
+           cuda_kernel([&] { cuda::rnn_forward(desc, x, weights, h0, c0, *st, r.y, r.h_last, r.c_last); }));
   if (training) r.state = st;
   return r;
 }
@@ -232,7 +234,9 @@ RnnBackwardResult rnn_backward(const RnnDescriptor& desc, const Tensor& x, const
   }
   dispatch(
       op, dev, [&] { cpu::rnn_backward(desc, x, dy, dh_last, dc_last, weights, st, r.dx, r.dweights, r.dh0, r.dc0); },
-      [&] { metal::rnn_backward(desc, x, dy, dh_last, dc_last, weights, st, r.dx, r.dweights, r.dh0, r.dc0); });
+      [&] { metal::rnn_backward(desc, x, dy, dh_last, dc_last, weights, st, r.dx, r.dweights, r.dh0, r.dc0); },
+      cuda_kernel(
+          [&] { cuda::rnn_backward(desc, x, dy, dh_last, dc_last, weights, st, r.dx, r.dweights, r.dh0, r.dc0); }));
   return r;
 }
 
