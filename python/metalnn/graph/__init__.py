@@ -67,3 +67,6 @@ __all__ += ["LossNode", "YOLOLossNode"]
 __all__ += ["ConcatenationNode", "CropNode", "DivisionNode", "FlattenNode", "ImageToMatrixNode", "MatrixToImageNode",
             "MultiplicationNode", "PadNode", "ReshapeNode", "SliceNode", "SubtractionNode", "UpsamplingBilinearNode",
             "UpsamplingNearestNode"]
+from .data_source_normalization import BatchNormalizationDataSource, BatchNormalizationWeights, NormalizationDataSource, NormalizationWeights  # noqa: E402,E501
+from .nodes_normalization import BatchNormalizationNode, CrossChannelNormalizationNode, GroupNormalizationNode, InstanceNormalizationNode, LayerNormalizationNode  # noqa: E402,E501
+__all__ += ["BatchNormalizationDataSource", "BatchNormalizationNode", "BatchNormalizationWeights", "CrossChannelNormalizationNode", "GroupNormalizationNode", "InstanceNormalizationNode", "LayerNormalizationNode", "NormalizationDataSource", "NormalizationWeights"]  # noqa: E501

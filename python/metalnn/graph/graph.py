@@ -270,6 +270,9 @@ class Graph:
         arrays of user sources are copied before purge()."""
         if node in self._params:
             return self._params[node]
+        if hasattr(node, "bind_parameters"):  # nodes with their own source protocol (normalization)
+            self._params[node] = node.bind_parameters(self)
+            return self._params[node]
         from .data_source import read_parameters
 
         try:
