@@ -76,7 +76,8 @@ def test_conv_batchnorm_relu_fc_trains_and_inference_uses_running_statistics():
     assert not infer.is_training
     xt, _ = _data(9, seed=5)
     out = infer.run(xt).result
-    zt = ops.conv2d_forward(xt, conv.data_source.weight_array, conv.data_source.bias_array, padding=1).astype(np.float64)
+    cw = conv.data_source
+    zt = ops.conv2d_forward(xt, cw.weight_array, cw.bias_array, padding=1).astype(np.float64)
     sh = (1, -1, 1, 1)
     yt = (bn_ds.gamma_array.reshape(sh) * (zt - bn_ds.mean_array.reshape(sh))
           / np.sqrt(bn_ds.variance_array.reshape(sh) + 1e-5) + bn_ds.beta_array.reshape(sh))

@@ -79,7 +79,7 @@ class NormalizationDataSource(abc.ABC):
         """Make the arrays available; False makes the graph raise RuntimeError."""
         return True
 
-    def purge(self) -> None:
+    def purge(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """The graph has bound or copied what it needs."""
 
 
