@@ -56,3 +56,10 @@ def test_short_run_learns_activities(capsys, tmp_path):
     assert "test accuracy" in capsys.readouterr().out
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+@needs_aeon
+def test_short_graph_run_learns_activities(capsys):
+    acc = example.main(["--epochs", "12", "--hidden", "64", "--quiet", "--plot", "", "--graph"])
+    assert acc >= 0.7, acc
+    assert "test accuracy" in capsys.readouterr().out

@@ -123,3 +123,35 @@ def test_bad_inputs():
         RNNNode(mnn.ImageNode("x"), ConvolutionWeights(3, 4))
     with raises_named(ValueError, "rnn_layer", "weights"):
         RNNWeights(GRUDescriptor(5, 7), weights=[np.zeros((21, 5), np.float32)])
+
+
+def test_conv_to_rnn_graph_matches_kernel_ops():
+    """The activity classifier as a graph (ConvolutionNode -> RNNNode reading the (N, C, 1, L)
+    image as a sequence -> FullyConnectedNode -> loss): inference equals the kernel-API model, and
+    one SGD step moves every parameter by -lr * the kernel-API gradient."""
+    from metalnn.examples.activity import ActivityClassifier, build_graphs
+
+    r = rng(6)
+    lr = 0.05
+    net = ActivityClassifier(conv_channels=6, hidden=9, seed=2)
+    x, labels = randn(r, 5, 6, 100), r.integers(0, 4, 5).astype(np.int32)
+    train, infer, (conv_ds, rnn_ds, fc_ds) = build_graphs(net, lambda: mnn.SGD(learning_rate=lr))
+    x4 = np.ascontiguousarray(x[:, :, None, :])
+    assert_close(infer.run(x4).result, net.forward(x), atol=1e-6, rtol=1e-5)
+    loss, _, grads = net.gradients(x, labels)
+    before = [a.copy() for a in net.parameters()]
+    got = train.run(x4, labels=labels).loss
+    assert_close(got, loss, atol=1e-6, rtol=1e-5)
+    after = [conv_ds.weight_array.reshape(before[0].shape), conv_ds.bias_array,
+             fc_ds.weight_array.reshape(before[2].shape), fc_ds.bias_array] + rnn_ds.matrices()
+    for k, (a, b, g) in enumerate(zip(after, before, grads)):
+        assert_close(a, b - lr * g, atol=1e-6, rtol=1e-5, what=f"parameter {k}")
+
+
+def test_image_source_layout_errors():
+    ds = _weights("gru")
+    node = RNNNode(mnn.ImageNode("x"), ds, source_layout="image")
+    with raises_named(ValueError, "Graph", "image source"):
+        mnn.Graph(node.result).run(randn(rng(0), 2, 5, 3, 4))
+    with raises_named(ValueError, "RNNNode", "source_layout"):
+        RNNNode(mnn.ImageNode("x"), ds, source_layout="nct")

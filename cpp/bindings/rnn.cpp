@@ -117,15 +117,15 @@ void bind_rnn(py::module_& ops) {
   using graph::Program;
   def_program_step("add_rnn_forward", [](Program& p, const std::string& label, int x, int y, int state,
                                          graph::ParameterRef w, py::handle layers, bool bidirectional,
-                                         bool final_only) {
+                                         bool final_only, bool image_source) {
     RnnDescriptor d = parse_layers("graph", layers, bidirectional);
-    p.add(graph::steps::rnn_forward(label, x, y, state, std::move(w), d, final_only));
+    p.add(graph::steps::rnn_forward(label, x, y, state, std::move(w), d, final_only, image_source));
   });
   def_program_step("add_rnn_backward", [](Program& p, const std::string& label, int dy, int x, int state, int dx,
                                           int dw, graph::ParameterRef w, py::handle layers, bool bidirectional,
-                                          bool final_only) {
+                                          bool final_only, bool image_source) {
     RnnDescriptor d = parse_layers("graph", layers, bidirectional);
-    p.add(graph::steps::rnn_backward(label, dy, x, state, dx, dw, std::move(w), d, final_only));
+    p.add(graph::steps::rnn_backward(label, dy, x, state, dx, dw, std::move(w), d, final_only, image_source));
   });
 }
 

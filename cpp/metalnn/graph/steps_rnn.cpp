@@ -54,6 +54,35 @@ std::vector<Tensor> split_columns(const Tensor& y, int64_t D, const char* op) {
   return out;
 }
 
+// (N, C, [1,] L) image <-> (L, N, C) sequence: element (n, c, l) <-> (l, n, c).
+Tensor image_to_sequence(const Tensor& x, const char* op) {
+  if (x.device().type != DeviceType::cpu)
+    fail(ErrorKind::Value, op, "image sources (source_layout='image') run on the cpu only for now");
+  if (x.ndim() != 3 && !(x.ndim() == 4 && x.dim(2) == 1))
+    fail(ErrorKind::Value, op, "expected an image source (N, C, 1, L) or (N, C, L), got ", shape_str(x.shape()));
+  const int64_t N = x.dim(0), C = x.dim(1), L = x.dim(-1), es = (int64_t)dtype_size(x.dtype());
+  Tensor s = Tensor::empty({L, N, C}, x.dtype(), x.device());
+  const char* src = static_cast<const char*>(x.raw());
+  char* dst = static_cast<char*>(s.raw());
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t l = 0; l < L; ++l)
+        std::memcpy(dst + ((l * N + n) * C + c) * es, src + ((n * C + c) * L + l) * es, (size_t)es);
+  return s;
+}
+
+Tensor sequence_to_image(const Tensor& s, const Shape& image_shape) {
+  const int64_t L = s.dim(0), N = s.dim(1), C = s.dim(2), es = (int64_t)dtype_size(s.dtype());
+  Tensor x = Tensor::empty(image_shape, s.dtype(), s.device());
+  const char* src = static_cast<const char*>(s.raw());
+  char* dst = static_cast<char*>(x.raw());
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t l = 0; l < L; ++l)
+        std::memcpy(dst + ((n * C + c) * L + l) * es, src + ((l * N + n) * C + c) * es, (size_t)es);
+  return x;
+}
+
 }  // namespace
 
 std::vector<Tensor> rnn_weight_views(const Tensor& flat, const RnnDescriptor& d, const char* op) {
@@ -72,11 +101,13 @@ std::vector<Tensor> rnn_weight_views(const Tensor& flat, const RnnDescriptor& d,
 }
 
 Step rnn_forward(const std::string& label, int x, int y, int state, ParameterRef w, const RnnDescriptor& d,
-                 bool final_only) {
+                 bool final_only, bool image_source) {
   return make(label, [=](Frame& f) {
     const char* op = "rnn_forward";
     std::vector<Tensor> ws = rnn_weight_views(param(w), d, op);
-    RnnForwardResult r = metalnn::rnn_forward(d, slot(f, x, "input"), ws, {}, {}, Tensor(), state >= 0);
+    const Tensor& in = slot(f, x, "input");
+    Tensor seq = image_source ? image_to_sequence(in, op) : in;
+    RnnForwardResult r = metalnn::rnn_forward(d, seq, ws, {}, {}, Tensor(), state >= 0);
     if (final_only) {
       const size_t top = (d.layers.size() - 1) * (size_t)d.directions();
       f.slots[(size_t)y] = concat_columns({r.h_last.begin() + (long)top, r.h_last.end()}, op);
@@ -88,7 +119,7 @@ Step rnn_forward(const std::string& label, int x, int y, int state, ParameterRef
 }
 
 Step rnn_backward(const std::string& label, int dy, int x, int state, int dx, int dw, ParameterRef w,
-                  const RnnDescriptor& d, bool final_only) {
+                  const RnnDescriptor& d, bool final_only, bool image_source) {
   return make(label, [=](Frame& f) {
     const char* op = "rnn_backward";
     const Tensor& wf = param(w);
@@ -111,9 +142,11 @@ Step rnn_backward(const std::string& label, int dy, int x, int state, int dx, in
       grad_views = rnn_weight_views(flat_grad, d, op);
     }
     // Frozen weights still need somewhere to put their gradients: the op allocates them.
-    RnnBackwardResult r = metalnn::rnn_backward(d, slot(f, x, "input"), dseq, dh_last, {}, ws,
-                                                f.states[(size_t)state], dw >= 0 ? &grad_views : nullptr);
-    if (dx >= 0) f.slots[(size_t)dx] = r.dx;
+    const Tensor& in = slot(f, x, "input");
+    Tensor seq = image_source ? image_to_sequence(in, op) : in;
+    RnnBackwardResult r = metalnn::rnn_backward(d, seq, dseq, dh_last, {}, ws, f.states[(size_t)state],
+                                                dw >= 0 ? &grad_views : nullptr);
+    if (dx >= 0) f.slots[(size_t)dx] = image_source ? sequence_to_image(r.dx, in.shape()) : r.dx;
     if (dw >= 0) f.slots[(size_t)dw] = flat_grad;
   });
 }

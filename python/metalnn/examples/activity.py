@@ -1,12 +1,14 @@
 """Train the seed's activity classifier on BasicMotions and print the test accuracy.
 
-    python -m metalnn.examples.activity [--epochs 60] [--batch-size 8] [--plot activity_training.png]
+    python -m metalnn.examples.activity [--epochs 60] [--batch-size 8] [--plot activity_training.png] [--graph]
 
 Model (as in the seed): a 1-D convolution (kernel = stride = 5) compresses each 6-channel x 100
 sample sensor series to 20 steps of C features, an LSTM of 200 units reads the 20 steps, a
 dense layer maps its final hidden state to the 4 activities, and softmax cross-entropy with
 Adam trains everything. Every layer is a forward kernel plus its gradient kernels; the LSTM is
-an RNNMatrixTrainingLayer (encode_forward_sequence / encode_gradient_sequence).
+an RNNMatrixTrainingLayer (encode_forward_sequence / encode_gradient_sequence). ``--graph`` trains
+the same model as a graph (ConvolutionNode -> RNNNode -> FullyConnectedNode -> loss, the training
+graph derived from the loss).
 
 Data: BasicMotions (accelerometer + gyroscope of a smart watch; Standing, Running, Walking,
 Badminton; 40 training and 40 test series), shipped in the ``aeon`` wheel
@@ -66,8 +68,8 @@ class ActivityClassifier:
             states[:] = [x4, seq, lstm_states, h]
         return logits
 
-    def train_step(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-        """Forward, every gradient, Adam update; returns (mean loss, logits)."""
+    def gradients(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray, list[np.ndarray]]:
+        """(mean loss, logits, gradients of every parameter in ``self.parameters()`` order)."""
         p = self.params
         saved: list = []
         logits = self.forward(x, saved)
@@ -84,14 +86,54 @@ class ActivityClassifier:
         dz = np.ascontiguousarray(dseq.transpose(1, 2, 0)[:, :, None, :])  # back to (B, C, 1, 20)
         grads["conv_w"] = ops.conv2d_backward_weight(dz, x4, p["conv_w"].shape, stride=(1, CONV_KERNEL))
         grads["conv_b"] = ops.conv2d_backward_bias(dz)
+        all_grads = [np.ascontiguousarray(grads[k], dtype=np.float32) for k in self.params] + self.lstm_grads
+        return float(np.asarray(loss)), logits, all_grads
+
+    def parameters(self) -> list[np.ndarray]:
+        """conv_w, conv_b, fc_w, fc_b, then the LSTM's matrices (trained in place)."""
+        return self._all
+
+    def train_step(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        """Forward, every gradient, Adam update; returns (mean loss, logits)."""
+        loss, logits, grads = self.gradients(x, labels)
         self.step_count += 1
-        all_grads = [grads[k] for k in self.params] + self.lstm_grads
-        for w, g, m, v in zip(self._all, all_grads, self.m, self.v):
-            ops.adam_step(w, np.ascontiguousarray(g, dtype=np.float32), m, v, self.step_count, self.learning_rate)
-        return float(np.asarray(loss)), logits
+        for w, g, m, v in zip(self._all, grads, self.m, self.v):
+            ops.adam_step(w, g, m, v, self.step_count, self.learning_rate)
+        return loss, logits
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.argmax(self.forward(x), axis=1)
+
+
+def build_graphs(net: ActivityClassifier, optimizer=None):
+    """The same model as a graph: ConvolutionNode (1 x 5 kernel, stride 5) -> RNNNode (reading the
+    (N, C, 1, 20) image as a 20-step sequence, final state) -> FullyConnectedNode -> softmax
+    cross-entropy. Returns (training graph, inference graph, data sources); the sources start
+    from ``net``'s parameters (copies) and ``optimizer()`` makes each one's optimizer (default Adam
+    at the net's learning rate). Both graphs share the sources' arrays, so inference follows training."""
+    from ..graph import (
+        ConvolutionNode,
+        FullyConnectedNode,
+        Graph,
+        ImageNode,
+        RNNNode,
+        RNNWeights,
+        SoftmaxCrossEntropyLossNode,
+    )
+    from ..graph.data_source import ConvolutionWeights
+    from ..graph.optimizers import Adam
+
+    make = optimizer or (lambda: Adam(learning_rate=net.learning_rate))
+    p = net.params
+    conv_ds = ConvolutionWeights.from_arrays(p["conv_w"], p["conv_b"], stride=(1, CONV_KERNEL), optimizer=make(),
+                                             label="conv")
+    rnn_ds = RNNWeights(net.lstm, weights=net.lstm_weights, optimizer=make(), label="lstm")
+    fc_ds = ConvolutionWeights.from_arrays(p["fc_w"], p["fc_b"], optimizer=make(), label="dense")
+    conv = ConvolutionNode(ImageNode("series"), conv_ds, padding="valid")
+    rnn = RNNNode(conv.result, rnn_ds, output="final", source_layout="image")
+    fc = FullyConnectedNode(rnn.result, fc_ds)
+    loss = SoftmaxCrossEntropyLossNode(fc.result)
+    return Graph.training(loss), Graph(fc.result), (conv_ds, rnn_ds, fc_ds)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -103,6 +145,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--conv-channels", type=int, default=32, help="features per compressed step (default 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", default="activity_training.png", help="PNG of the training curves ('' for none)")
+    p.add_argument("--graph", action="store_true", help="train the graph version (nodes, derived training graph)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "hidden", "conv_channels"):
@@ -173,22 +216,39 @@ def main(argv=None) -> float:
     rng = np.random.default_rng(args.seed)
     n, bs = len(x_train), min(args.batch_size, len(x_train))
     if not args.quiet:
-        print(f"metalnn: activity classifier (conv k=5 -> 20 steps x {args.conv_channels}, LSTM {args.hidden}, "
+        print(f"metalnn: activity classifier{' (graph)' if args.graph else ''} (conv k=5 -> 20 steps x "
+              f"{args.conv_channels}, LSTM {args.hidden}, "
               f"dense {len(classes)}) on BasicMotions: {n} training / {len(x_test)} test series, batch {bs}, "
               f"{args.epochs} epochs", flush=True)
     history = collections.defaultdict(list)
     progress = _Progress(args.epochs, not args.quiet)
     started = time.perf_counter()
     test_acc = 0.0
+    train_graph = infer_graph = None
+    if args.graph:
+        train_graph, infer_graph, _ = build_graphs(net)
+
+    def as_image(x):  # (N, C, L) -> (N, C, 1, L), the convolution's input
+        return np.ascontiguousarray(x[:, :, None, :])
+
+    def predict(x):
+        if infer_graph is not None:
+            return np.argmax(np.asarray(infer_graph.run(as_image(x)).result), axis=1)
+        return net.predict(x)
+
     for epoch in range(1, args.epochs + 1):
         order = rng.permutation(n)
         losses, correct = [], 0
         for i in range(0, n, bs):
             idx = order[i:i + bs]
-            loss, logits = net.train_step(x_train[idx], y_train[idx])
+            if train_graph is not None:
+                loss = float(np.asarray(train_graph.run(as_image(x_train[idx]), labels=y_train[idx]).loss))
+                correct += int(np.sum(predict(x_train[idx]) == y_train[idx]))
+            else:
+                loss, logits = net.train_step(x_train[idx], y_train[idx])
+                correct += int(np.sum(np.argmax(logits, axis=1) == y_train[idx]))
             losses.append(loss * len(idx))
-            correct += int(np.sum(np.argmax(logits, axis=1) == y_train[idx]))
-        test_acc = float(np.mean(net.predict(x_test) == y_test))
+        test_acc = float(np.mean(predict(x_test) == y_test))
         history["epoch"].append(epoch)
         history["loss"].append(sum(losses) / n)
         history["train_accuracy"].append(correct / n)

@@ -4,9 +4,15 @@ An :class:`RNNNode` runs stacked (optionally bidirectional) single-gate / LSTM /
 layers (:mod:`metalnn.rnn`, math in :mod:`metalnn.ops.rnn`) over a sequence image of shape
 (T, B, I) -- time first, as the RNN kernels take it. Its result is the output sequence
 (T, B, D*H) or, with ``output="final"``, the top layer's final hidden states (B, D*H), ready for
-a FullyConnectedNode (a classifier reading the whole sequence). Sequences of per-step matrices
-come from images through the shape family's image<->matrix converters; an (N, C, 1, L) image of
-a 1-D convolution is (B, C, T) and needs its axes moved to (T, B, C) (see the graph test).
+a FullyConnectedNode (a classifier reading the whole sequence).
+
+Connecting to image nodes: with ``source_layout="image"`` the node reads an image batch
+(N, C, 1, L) -- what a ConvolutionNode with a (1, k) kernel makes of a (N, C_in, 1, L_in) sensor
+series, the seed's 1-D convolution -- as the sequence T = L, B = N, I = C, and hands its
+gradient back in that layout (a transpose on the CPU; the other devices take (T, B, I) sources
+for now). The shape family's ImageToMatrixNode / MatrixToImageNode reshape (N, C, H, W) <->
+(N, C*H*W) without moving axes, so they connect an RNNNode with ``output="final"`` (B, D*H) to
+image layers, or a (T, B, I) sequence fed as its own source.
 
 :class:`RNNWeights` holds every weight matrix of the layers back to back in one flat array (held
 as an ``(N, 1, 1, 1)`` weight without bias, like PReLU's slopes), so the graph binds,
@@ -80,12 +86,17 @@ class RNNNode(FilterNode):
 
     trainable = True
 
-    def __init__(self, source: ImageNode, weights: RNNWeights, output: str = "sequence", label: str | None = None):
+    def __init__(self, source: ImageNode, weights: RNNWeights, output: str = "sequence", label: str | None = None,
+                 source_layout: str = "sequence"):
         super().__init__([source], label or weights.label())
         if not isinstance(weights, RNNWeights):
             raise TypeError(f"[{self.kind}] weights must be an RNNWeights data source, got {type(weights).__name__}")
         if output not in ("sequence", "final"):
             raise ValueError(f"[{self.kind}] output must be 'sequence' or 'final', got {output!r}")
+        if source_layout not in ("sequence", "image"):
+            raise ValueError(f"[{self.kind}] source_layout must be 'sequence' (T, B, I) or 'image' (N, C, 1, L), "
+                             f"got {source_layout!r}")
+        self.source_layout = source_layout
         self.data_source = weights
         self.output = output
         self._descriptor = None
@@ -102,6 +113,10 @@ class RNNNode(FilterNode):
 
     def infer_shape(self, shapes):
         x, layer = shapes[0], self.layer
+        if self.source_layout == "image":
+            if not (len(x) == 3 or (len(x) == 4 and x[2] == 1)):
+                raise ValueError(f"expected an image source (N, C, 1, L) or (N, C, L), got shape {x}")
+            x = (x[-1], x[0], x[1])
         if len(x) != 3:
             raise ValueError(f"expected a (T, B, I) sequence, got shape {x}")
         if x[2] != layer.input_feature_channels:
@@ -111,7 +126,7 @@ class RNNNode(FilterNode):
         return (x[0], x[1], layer.output_feature_channels)
 
     def _args(self) -> tuple:
-        return (self.layer.layers, self.layer.bidirectional, self.output == "final")
+        return (self.layer.layers, self.layer.bidirectional, self.output == "final", self.source_layout == "image")
 
     def emit_forward(self, c) -> None:
         w, _ = c.graph._parameters(self)
