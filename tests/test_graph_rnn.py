@@ -155,3 +155,14 @@ def test_image_source_layout_errors():
         mnn.Graph(node.result).run(randn(rng(0), 2, 5, 3, 4))
     with raises_named(ValueError, "RNNNode", "source_layout"):
         RNNNode(mnn.ImageNode("x"), ds, source_layout="nct")
+
+
+def test_float16_weights_source():
+    ds = RNNWeights(LSTMDescriptor(5, 4, use_float32_weights=False), seed=1)
+    assert ds.weights().dtype == np.float16 and all(m.dtype == np.float16 for m in ds.matrices())
+    x = randn(rng(7), 3, 2, 5)
+    y = mnn.Graph(RNNNode(mnn.ImageNode("x"), ds).result).run(x).result
+    ref = rnn_forward(x, ds.matrices(), ds.layer.layers)[0]
+    assert_close(y, ref, atol=0, rtol=0)
+    with raises_named(ValueError, "RNNWeights", "use_float32_weights"):
+        RNNWeights([LSTMDescriptor(5, 4), LSTMDescriptor(4, 4, use_float32_weights=False)])

@@ -417,3 +417,31 @@ def test_training_layer_bad_inputs_leave_outputs_untouched():
     assert all(np.all(g == 5.0) for g in grads)
     with raises_named(TypeError, "rnn_layer", "training_states"):
         layer.encode_gradient_sequence(x, None, np.zeros((4, 2, 4), np.float32), grads, [], w)
+
+
+def test_training_layer_float16_weights_and_list_outputs():
+    # use_float32_weights=False: float16 weight matrices and gradients; float16 data computes in
+    # float32 and rounds once, so it matches the float32 run on the rounded inputs.
+    r = rng(18)
+    layer = RNNMatrixTrainingLayer([GRUDescriptor(4, 5, use_float32_weights=False)])
+    w16 = layer.create_weight_matrices(seed=2)
+    assert all(a.dtype == np.float16 for a in w16)
+    g16 = layer.create_weight_gradient_matrices(w16)
+    assert all(g.dtype == np.float16 for g in g16)
+    xs = [r.standard_normal((3, 4)).astype(np.float16) for _ in range(5)]
+    dest = [np.zeros((3, 5), np.float16) for _ in range(5)]
+    states = []
+    out = layer.encode_forward_sequence(xs, dest, states, w16)
+    assert out is dest
+    ref, _, _, st = rnn_forward(np.stack(xs).astype(np.float32), [a.astype(np.float32) for a in w16], layer.layers,
+                                training=True)
+    assert_close(np.stack(dest), ref, atol=2e-3, rtol=2e-3)
+    dys = [r.standard_normal((3, 5)).astype(np.float16) for _ in range(5)]
+    dxs = [np.zeros((3, 4), np.float16) for _ in range(5)]
+    got = layer.encode_gradient_sequence(xs, dxs, dys, g16, states, w16)
+    assert got is dxs
+    dx, dw, _, _ = rnn_backward(np.stack(xs).astype(np.float32), np.stack(dys).astype(np.float32),
+                                [a.astype(np.float32) for a in w16], layer.layers, False, st)
+    assert_close(np.stack(dxs), dx, atol=4e-3, rtol=4e-3)
+    for g, d in zip(g16, dw):
+        assert_close(g, d, atol=4e-3, rtol=4e-3)
