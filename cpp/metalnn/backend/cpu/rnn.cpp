@@ -539,7 +539,7 @@ void rnn_forward(const RnnDescriptor& d, const Tensor& x, const std::vector<Tens
                  const std::vector<Tensor>& h0, const std::vector<Tensor>& c0, RnnState& st, const Tensor& y,
                  const std::vector<Tensor>& h_last, const std::vector<Tensor>& c_last) {
   const int D = d.directions();
-  const int64_t L = (int64_t)d.layers.size(), T = x.dim(0), B = x.dim(1);
+  const int64_t L = (int64_t)d.layers.size(), B = x.dim(1);
   FloatView xf(x);
   std::vector<std::unique_ptr<FloatView>> wv;
   std::vector<const float*> wp;
@@ -567,7 +567,6 @@ void rnn_forward(const RnnDescriptor& d, const Tensor& x, const std::vector<Tens
     }
     in = out;
   }
-  (void)T;
   yout.finish();
 }
 
@@ -596,7 +595,7 @@ void rnn_backward(const RnnDescriptor& d, const Tensor& x, const Tensor& dy, con
   const float* dyl = dyf.get();
   for (int64_t l = L - 1; l >= 0; --l) {
     const RnnLayerDescriptor& ld = d.layers[(size_t)l];
-    const int64_t H = ld.hidden_size, I = ld.input_size, G = ld.gates();
+    const int64_t H = ld.hidden_size, I = ld.input_size;
     const float* in = l == 0 ? xf.get() : st.layer_outputs[(size_t)(l - 1)].data<float>();
     float* dxl;
     if (l == 0) {
@@ -619,7 +618,6 @@ void rnn_backward(const RnnDescriptor& d, const Tensor& x, const Tensor& dy, con
       for (auto& o : gouts) o->finish();
       store_state(dh.data(), dh0[k]);
       if (ld.cell == MNN_RNN_LSTM) store_state(dc.data(), dc0[k]);
-      (void)G;
     }
     upper.swap(lower);
     dyl = upper.data();

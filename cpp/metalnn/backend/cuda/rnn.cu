@@ -399,7 +399,7 @@ void rnn_forward(const RnnDescriptor& d, const Tensor& x, const std::vector<Tens
                  const std::vector<Tensor>& h_last, const std::vector<Tensor>& c_last) {
   const char* op = "rnn_forward";
   const int D = d.directions();
-  const int64_t T = x.dim(0), B = x.dim(1);
+  const int64_t B = x.dim(1);
   std::vector<Tensor> keep;
   const float* in = widened(op, x, keep);
   const bool y_f32 = y.dtype() == DType::float32;
@@ -424,7 +424,6 @@ void rnn_forward(const RnnDescriptor& d, const Tensor& x, const std::vector<Tens
     if (top && !y_f32) copy(op, out, DType::float32, y.raw(), y.dtype(), y.numel());
     in = out;
   }
-  (void)T;
 }
 
 void rnn_backward(const RnnDescriptor& d, const Tensor& x, const Tensor& dy, const std::vector<Tensor>& dh_last,
