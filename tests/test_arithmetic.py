@@ -157,9 +157,16 @@ def test_nan_inf_propagate():
     assert np.isnan(db[0, 0])
 
 
-def test_add_same_shape_still_works():
-    a, b = randn(rng(9), 4, 6), randn(rng(10), 4, 6)
+def test_same_shape_any_rank():
+    """One shape needs no broadcasting: any rank (the graph sums gradients of every shape), empty too."""
+    a, b = randn(rng(9), 2, 3, 1, 2, 5), randn(rng(10), 2, 3, 1, 2, 5)
     np.testing.assert_array_equal(add_forward(a, b), a + b)
+    np.testing.assert_array_equal(multiply_forward(a, b), a * b)
+    da, db = multiply_backward(a, a, b)
+    np.testing.assert_array_equal(db, a * a)
+    s = np.float32(3.0) * np.ones((), np.float32)
+    assert add_forward(s, s) == 6.0
+    assert add_forward(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)).shape == (0, 3)
 
 
 def test_bad_input():
@@ -173,7 +180,7 @@ def test_bad_input():
     with raises_named(TypeError, "divide_forward", "a"):
         divide_forward(a.astype(np.int32), a.astype(np.int32))
     with raises_named(ValueError, "add_forward", "dimensions"):
-        add_forward(np.zeros((1, 1, 1, 1, 2), np.float32), np.zeros((1, 1, 1, 1, 2), np.float32))
+        add_forward(np.zeros((1, 1, 1, 1, 2), np.float32), np.zeros((1, 1, 1, 1, 1), np.float32))
     with raises_named(ValueError, "add_forward", "a must have positive sizes"):
         add_forward(np.zeros((0, 3), np.float32), np.zeros((1, 3), np.float32))
     with raises_named(ValueError, "add_backward", "dy"):

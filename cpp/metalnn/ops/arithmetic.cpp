@@ -91,13 +91,21 @@ Tensor arithmetic_forward(MnnArithmeticOp kind, const Tensor& a, const Tensor& b
   check::floating(op, "a", a);
   check::same_dtype(op, "b", b, "a", a);
   check::same_device(op, "b", b, "a", a);
-  check_shape(op, "a", a.shape());
-  check_shape(op, "b", b.shape());
-  Shape out = broadcast_shape(a.shape(), b.shape(), op);
-  check_shape(op, "the result", out);
-  Tensor y = Tensor::empty(out, a.dtype(), a.device());
-  auto p = make_params(kind, a.shape(), b.shape(), out);
+  // One shape (any rank, empty too): a flat element-wise op. Else broadcasting over <= 4 dims.
   const bool same = a.shape() == b.shape();
+  Shape out = a.shape();
+  if (same) {
+    if (a.numel() > INT32_MAX) fail(ErrorKind::Value, op, "a is too large for 32-bit indices");
+  } else {
+    check_shape(op, "a", a.shape());
+    check_shape(op, "b", b.shape());
+    out = broadcast_shape(a.shape(), b.shape(), op);
+    check_shape(op, "the result", out);
+  }
+  Tensor y = Tensor::empty(out, a.dtype(), a.device());
+  if (y.numel() == 0) return y;
+  const Shape flat{y.numel()};
+  auto p = same ? make_params(kind, flat, flat, flat) : make_params(kind, a.shape(), b.shape(), out);
   dispatch(op, a.device(), [&] { cpu::arithmetic_forward(a, b, y, p); },
            [&] {
              if (same && kind == MNN_ARITH_ADD) metal::add_forward(a, b, y);
@@ -113,10 +121,14 @@ Tensor arithmetic_backward(MnnArithmeticOp kind, int operand, const Tensor& dy, 
   const char* op = backward_op(kind);
   if (operand != 0 && operand != 1) fail(ErrorKind::Value, op, "operand must be 0 (a) or 1 (b), got ", operand);
   check::floating(op, "dy", dy);
-  check_shape(op, "a_shape", a_shape);
-  check_shape(op, "b_shape", b_shape);
-  Shape out = broadcast_shape(a_shape, b_shape, op);
+  const bool same = a_shape == b_shape;
+  if (!same) {
+    check_shape(op, "a_shape", a_shape);
+    check_shape(op, "b_shape", b_shape);
+  }
+  Shape out = same ? a_shape : broadcast_shape(a_shape, b_shape, op);
   check::shape(op, "dy", dy, out);
+  if (same && dy.numel() > INT32_MAX) fail(ErrorKind::Value, op, "dy is too large for 32-bit indices");
   const bool reads = kind == MNN_ARITH_MULTIPLY || kind == MNN_ARITH_DIVIDE;
   if (reads) {
     if (!a.defined() || !b.defined())
@@ -130,9 +142,11 @@ Tensor arithmetic_backward(MnnArithmeticOp kind, int operand, const Tensor& dy, 
   }
   const Shape& gs = operand == 0 ? a_shape : b_shape;
   Tensor g = Tensor::empty(gs, dy.dtype(), dy.device());
-  auto p = make_params(kind, a_shape, b_shape, out);
+  if (g.numel() == 0) return g;
+  const Shape flat{dy.numel()};
+  auto p = same ? make_params(kind, flat, flat, flat) : make_params(kind, a_shape, b_shape, out);
   p.operand = (uint32_t)operand;
-  strides4(gs, p.g_stride);
+  strides4(same ? flat : gs, p.g_stride);
   p.g_count = (uint32_t)shape_numel(gs);
   p.reduce_count = p.count / p.g_count;
   // Add's and subtract's kernels never read a / b: bind dy in their place.
