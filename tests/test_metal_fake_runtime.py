@@ -238,13 +238,32 @@ def test_gpu_faults_surface_as_python_exceptions(build):
     _cases(build, "faults", "gpu_fault", FAKE_METAL_FAIL_KERNEL="neuron_forward_float32:2,conv2d_forward_float32:1")
 
 
+def _stem_arguments(text: str) -> list[str]:
+    """The first argument of every kernel_name(...) call (up to its comma at depth 0)."""
+    out = []
+    for m in re.finditer(r"\bkernel_name\(", text):
+        depth, i = 0, m.end()
+        while i < len(text) and not (depth == 0 and text[i] in ",)"):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        out.append(text[m.end():i])
+    return out
+
+
 def _encoded_kernels() -> set[str]:
-    """Every kernel the host encoders name (as test_metal_host reads them), in both dtypes."""
+    """Every kernel the host encoders name, in both dtypes: test_metal_host's reading plus the
+    names it misses -- stems chosen by a ternary inside kernel_name (arithmetic's reduce,
+    loss's grouped), stems passed through a helper (shape.cpp's encode(op, stem, ...)) and
+    whole names chosen by a ternary (rnn's casts)."""
     stems, plain = set(), set()
     for source in (ROOT / "cpp" / "metalnn" / "backend" / "metal").glob("*.cpp"):
         text = source.read_text()
         stems |= set(re.findall(r'kernel_name\("(\w+)"', text))
+        for argument in _stem_arguments(text):
+            stems |= set(re.findall(r'"(\w+)"', argument))
+        stems |= set(re.findall(r'\bencode\(\s*"\w+"\s*,\s*"(\w+)"', text))
         plain |= set(re.findall(r'KernelCall\s+\w+\(\s*\w+\s*,\s*"(\w+)"\s*\)', text))
+        plain |= set(re.findall(r'"(\w+_float(?:32|16))"', text))
     return {f"{stem}_{dtype}" for stem in stems for dtype in ("float32", "float16")} | plain
 
 

@@ -437,6 +437,424 @@ def test_conv_transpose2d_matches_cpu(dtype, cfg):
                GEMM_TOL[dtype])
 
 
+# ---- normalization (backend/metal/normalization.cpp)
+
+# Reductions sum in another order than the CPU (which combines in double); tolerances scale
+# with the largest reference value. float16 images: outputs rounded once on both sides.
+NORM_TOL = {"float32": (5e-5, 5e-5), "float16": (2e-3, 4e-3)}
+
+
+def _host(t):
+    return t.numpy() if isinstance(t, mnn.Tensor) else np.asarray(t)
+
+
+def _close_scaled(got, ref, dtype, what=""):
+    atol, rtol = NORM_TOL[dtype]
+    got, ref = _host(got).astype(np.float64), _host(ref).astype(np.float64)
+    scale = max(1.0, float(np.max(np.abs(ref[np.isfinite(ref)]), initial=0.0)))
+    np.testing.assert_allclose(got, ref, atol=atol * scale, rtol=rtol, equal_nan=True, err_msg=what)
+
+
+def _on_metal(t, dtype=None):
+    assert isinstance(t, mnn.Tensor) and t.device.type == "metal", f"not a metal tensor: {type(t)}"
+    if dtype is not None:
+        assert t.dtype == dtype
+    return t
+
+
+def _norm_inputs(shape, dtype, seed):
+    r = np.random.default_rng(seed)
+    x = (r.standard_normal(shape) * 1.7 + 0.6).astype(dtype)
+    dy = r.standard_normal(shape).astype(dtype)
+    gamma = (r.standard_normal(shape[1]) * 0.4 + 1).astype(np.float32)
+    beta = (r.standard_normal(shape[1]) * 0.4).astype(np.float32)
+    return x, dy, gamma, beta
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 5, 7, 6), (5, 7), (2, 3, 11), (2, 3, 37, 29)])
+def test_batch_norm_training_matches_cpu(dtype, shape):
+    """Batch statistics, the running update in place, y and (dx, dgamma, dbeta); the last
+    shape has more positions per channel than one threadgroup holds."""
+    x, dy, gamma, beta = _norm_inputs(shape, dtype, 60)
+    c = shape[1]
+    rm, rv = np.linspace(-1, 1, c).astype(np.float32), np.linspace(0.5, 2, c).astype(np.float32)
+    rm_ref, rv_ref = rm.copy(), rv.copy()
+    y_ref, s_ref = mnn.ops.batch_norm_forward(x, gamma, beta, rm_ref, rv_ref, momentum=0.3, epsilon=1e-3)
+    trm, trv = _mtl(rm), _mtl(rv)
+    with ran("batch_norm_statistics_" + dtype), ran("batch_norm_update_running"), ran("batch_norm_forward_" + dtype):
+        y, s = mnn.ops.batch_norm_forward(_mtl(x), _mtl(gamma), _mtl(beta), trm, trv, momentum=0.3, epsilon=1e-3)
+    _on_metal(y, dtype)
+    _close_scaled(s.mean, s_ref.mean, "float32", "mean")
+    _close_scaled(s.variance, s_ref.variance, "float32", "variance")
+    _close_scaled(y, y_ref, dtype, "y")
+    _close_scaled(trm, rm_ref, "float32", "running_mean")
+    _close_scaled(trv, rv_ref, "float32", "running_var")
+    dx_ref, dg_ref, db_ref = mnn.ops.batch_norm_backward(dy, x, gamma, s_ref)
+    with ran("batch_norm_backward_params_" + dtype), ran("batch_norm_backward_" + dtype):
+        dx, dg, db = mnn.ops.batch_norm_backward(_mtl(dy), _mtl(x), _mtl(gamma), s)
+    _close_scaled(_on_metal(dx, dtype), dx_ref, dtype, "dx")
+    _close_scaled(_on_metal(dg), dg_ref, dtype, "dgamma")
+    _close_scaled(_on_metal(db), db_ref, dtype, "dbeta")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_inference_matches_cpu(dtype):
+    """Running statistics (untouched), and the frozen-statistics gradient."""
+    x, dy, gamma, beta = _norm_inputs((3, 5, 7, 6), dtype, 61)
+    rm, rv = np.linspace(-1, 1, 5).astype(np.float32), np.linspace(0.5, 2, 5).astype(np.float32)
+    y_ref, s_ref = mnn.ops.batch_norm_forward(x, gamma, beta, rm, rv, training=False)
+    trm, trv = _mtl(rm), _mtl(rv)
+    with ran("batch_norm_forward_" + dtype):
+        y, s = mnn.ops.batch_norm_forward(_mtl(x), _mtl(gamma), _mtl(beta), trm, trv, training=False)
+    _close_scaled(_on_metal(y, dtype), y_ref, dtype, "y")
+    np.testing.assert_array_equal(trm.numpy(), rm)
+    np.testing.assert_array_equal(trv.numpy(), rv)
+    got = mnn.ops.batch_norm_backward(_mtl(dy), _mtl(x), _mtl(gamma), s)
+    for g, r, what in zip(got, mnn.ops.batch_norm_backward(dy, x, gamma, s_ref), ("dx", "dgamma", "dbeta")):
+        _close_scaled(_on_metal(g), r, dtype, what)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["group", "instance", "layer"])
+@pytest.mark.parametrize("shape", [(3, 6, 7, 5), (5, 6), (2, 6, 9), (2, 6, 31, 23)])
+def test_group_instance_layer_norm_match_cpu(dtype, kind, shape):
+    x, dy, gamma, beta = _norm_inputs(shape, dtype, 62)
+    fwd = {"group": lambda *a: mnn.ops.group_norm_forward(*a, groups=3, epsilon=1e-4),
+           "instance": mnn.ops.instance_norm_forward, "layer": mnn.ops.layer_norm_forward}[kind]
+    bwd = getattr(mnn.ops, f"{kind}_norm_backward")
+    y_ref, s_ref = fwd(x, gamma, beta)
+    with ran("group_norm_forward_" + dtype):
+        y, s = fwd(_mtl(x), _mtl(gamma), _mtl(beta))
+    _close_scaled(_on_metal(y, dtype), y_ref, dtype, "y")
+    _close_scaled(s.mean, s_ref.mean, "float32", "mean")
+    _close_scaled(s.inv_std, s_ref.inv_std, "float32" if dtype == "float32" else dtype, "inv_std")
+    with ran("group_norm_backward_" + dtype), ran("group_norm_backward_params_" + dtype):
+        got = bwd(_mtl(dy), _mtl(x), _mtl(gamma), s)
+    for g, r, what in zip(got, bwd(dy, x, gamma, s_ref), ("dx", "dgamma", "dbeta")):
+        _close_scaled(_on_metal(g), r, dtype, what)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,size,alpha,beta,delta", [((3, 5, 7, 6), 5, 1e-4, 0.75, 1.0),
+                                                         ((2, 7, 3, 4), 3, 0.5, 0.6, 2.0),
+                                                         ((2, 6, 5), 4, 1.0, 1.2, 0.5), ((3, 4), 1, 2.0, 0.75, 1.0)])
+def test_cross_channel_norm_matches_cpu(dtype, shape, size, alpha, beta, delta):
+    x, dy, _, _ = _norm_inputs(shape, dtype, 63)
+    kw = dict(size=size, alpha=alpha, beta=beta, delta=delta)
+    with ran("cross_channel_norm_forward_" + dtype):
+        y = mnn.ops.cross_channel_norm_forward(_mtl(x), **kw)
+    _close_scaled(_on_metal(y, dtype), mnn.ops.cross_channel_norm_forward(x, **kw), dtype, "y")
+    with ran("cross_channel_norm_backward_" + dtype):
+        dx = mnn.ops.cross_channel_norm_backward(_mtl(dy), _mtl(x), **kw)
+    _close_scaled(_on_metal(dx, dtype), mnn.ops.cross_channel_norm_backward(dy, x, **kw), dtype, "dx")
+
+
+def test_batch_norm_graph_trains_on_metal_like_cpu():
+    """conv -> batch norm -> ReLU -> FC -> loss with SGD on device "metal": the losses and the
+    running statistics follow the CPU graph's step for step."""
+    r = np.random.default_rng(64)
+    x = (r.standard_normal((9, 2, 6, 5)) * 0.5 + 2).astype(np.float32)
+    labels = r.integers(0, 4, 9).astype(np.int32)
+    out = {}
+    for dev in ["cpu", "metal"]:
+        opt = mnn.SGD(0.1, momentum=0.9)
+        conv = mnn.ConvolutionNode(mnn.ImageNode(), mnn.ConvolutionWeights(2, 3, 3, seed=1, optimizer=opt))
+        bn = mnn.BatchNormalizationNode(conv.result, mnn.BatchNormalizationWeights(3, optimizer=opt, label="bn"),
+                                        momentum=0.5)
+        fc = mnn.FullyConnectedNode(mnn.NeuronReLUNode(bn.result).result,
+                                    mnn.ConvolutionWeights(3, 4, (6, 5), seed=2, optimizer=opt))
+        train = mnn.Graph.training(mnn.SoftmaxCrossEntropyLossNode(fc.result), device=dev)
+        with ran("batch_norm_backward") if dev == "metal" else _nothing():
+            losses = [float(np.asarray(train.run(x, labels).loss)) for _ in range(4)]
+        mean, var = bn.running_statistics(train)
+        out[dev] = (losses, _host(mean), _host(var))
+    np.testing.assert_allclose(out["metal"][0], out["cpu"][0], rtol=1e-4)
+    assert out["metal"][0][-1] < out["metal"][0][0]
+    np.testing.assert_allclose(out["metal"][1], out["cpu"][1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out["metal"][2], out["cpu"][2], rtol=1e-4, atol=1e-5)
+    if _fake_runtime() is not None:
+        for stem in ["batch_norm_statistics", "batch_norm_update_running", "batch_norm_forward",
+                     "batch_norm_backward_params"]:
+            assert _dispatches(stem) > 0, f"the training graph never dispatched {stem}*"
+
+
+# ---- arithmetic (backend/metal/arithmetic.cpp)
+
+ARITH_OPS = ["add", "subtract", "multiply", "divide"]
+# (a, b) of equal rank: same shapes, per-channel b (its gradient sums >= 64 terms: one
+# threadgroup per element), a few terms per gradient element, both operands broadcast, a
+# broadcast a, a row vector.
+ARITH_SHAPES = [((3, 5, 7, 9), (3, 5, 7, 9)), ((3, 5, 7, 9), (1, 5, 1, 1)), ((3, 5, 7, 9), (3, 1, 7, 9)),
+                ((3, 1, 7, 1), (1, 5, 1, 9)), ((1, 5, 1, 9), (3, 5, 7, 9)), ((33, 7), (1, 7))]
+
+
+def _arith_operands(op, a_shape, b_shape, dtype):
+    a, b = _data(a_shape, dtype, seed=70, scale=1.0), _data(b_shape, dtype, seed=71, scale=1.0)
+    if op == "divide":  # keep b away from 0
+        b = (np.sign(b.astype(np.float32)) * (np.abs(b.astype(np.float32)) + 0.5)).astype(dtype)
+    return a, b
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("a_shape,b_shape", ARITH_SHAPES)
+@pytest.mark.parametrize("op", ARITH_OPS)
+def test_arithmetic_matches_cpu(op, a_shape, b_shape, dtype):
+    a, b = _arith_operands(op, a_shape, b_shape, dtype)
+    kernel = "add_forward" if op == "add" and a_shape == b_shape else "arithmetic_forward"
+    with ran(f"{kernel}_{dtype}"):
+        y = getattr(mnn.ops, f"{op}_forward")(_mtl(a), _mtl(b))
+    y_cpu = getattr(mnn.ops, f"{op}_forward")(a, b)
+    _close_scaled(_on_metal(y, dtype), y_cpu, dtype, "y")
+    _close_scaled(mnn.ops.arithmetic_forward(op, _mtl(a), _mtl(b)), y_cpu, dtype, "arithmetic_forward")
+    dy = _data(np.shape(y_cpu), dtype, seed=72, scale=1.0)
+    if op in ("add", "subtract"):
+        got = getattr(mnn.ops, f"{op}_backward")(_mtl(dy), a_shape, b_shape)
+        ref = getattr(mnn.ops, f"{op}_backward")(dy, a_shape, b_shape)
+    else:
+        got = getattr(mnn.ops, f"{op}_backward")(_mtl(dy), _mtl(a), _mtl(b))
+        ref = getattr(mnn.ops, f"{op}_backward")(dy, a, b)
+    for operand, (g, r) in enumerate(zip(got, ref)):
+        # Long reductions sum in another order than the CPU: atol grows with the term count.
+        terms = int(np.prod(np.shape(y_cpu))) // int(np.prod(a_shape if operand == 0 else b_shape))
+        g = _on_metal(g, dtype)
+        assert g.shape == (a_shape if operand == 0 else b_shape)
+        _close_tol(g.numpy(), r, [t * max(1.0, np.sqrt(terms)) * max(1.0, float(np.abs(r).max()))
+                                  for t in NORM_TOL[dtype]])
+        one = mnn.ops.arithmetic_backward(op, operand, _mtl(dy), a_shape, b_shape, _mtl(a), _mtl(b))
+        np.testing.assert_array_equal(_on_metal(one).numpy(), g.numpy())
+
+
+def test_arithmetic_backward_kernels_ran():
+    """Both gradient schedules, both dtypes (a thread per gradient element below 64 terms, a
+    threadgroup each from 64 on)."""
+    for dtype in DTYPES:
+        dy = _data((3, 5, 7, 9), dtype, seed=73)
+        a, b = _data((3, 5, 7, 9), dtype, seed=74), _data((1, 5, 1, 1), dtype, seed=75)
+        with ran(f"arithmetic_backward_reduce_{dtype}"):
+            g = mnn.ops.arithmetic_backward("multiply", 1, _mtl(dy), a.shape, b.shape, _mtl(a), _mtl(b))
+        ref = mnn.ops.arithmetic_backward("multiply", 1, dy, a.shape, b.shape, a, b)
+        _close_tol(g.numpy(), ref, [t * 15 * max(1.0, float(np.abs(ref).max())) for t in NORM_TOL[dtype]])
+        b2 = _data((3, 5, 7, 1), dtype, seed=76)
+        with ran(f"arithmetic_backward_{dtype}"):
+            g = mnn.ops.arithmetic_backward("multiply", 1, _mtl(dy), a.shape, b2.shape, _mtl(a), _mtl(b2))
+        ref = mnn.ops.arithmetic_backward("multiply", 1, dy, a.shape, b2.shape, a, b2)
+        _close_tol(g.numpy(), ref, [t * 3 * max(1.0, float(np.abs(ref).max())) for t in NORM_TOL[dtype]])
+
+
+def test_arithmetic_nan_and_division_by_zero():
+    a = _data((3, 5, 4), "float32", seed=77)
+    b = _data((1, 5, 1), "float32", seed=78)
+    a.flat[3] = np.nan
+    b.flat[2] = 0.0
+    for op in ARITH_OPS:
+        with np.errstate(all="ignore"):
+            _close(mnn.ops.arithmetic_forward(op, _mtl(a), _mtl(b)).numpy(), mnn.ops.arithmetic_forward(op, a, b),
+                   "float32")
+
+
+# ---- shape (backend/metal/shape.cpp)
+
+SHAPE_TOL = {"float32": (1e-5, 1e-5), "float16": (2e-3, 2e-3)}
+
+
+def _close_shape(got, ref, dtype, scale=1.0):
+    atol, rtol = SHAPE_TOL[dtype]
+    _close_tol(_on_metal(got, dtype).numpy(), ref, (atol * scale, rtol))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", [(2, 3), (1, 1), 3])
+def test_upsample_nearest_matches_cpu(dtype, scale):
+    x = _data((3, 5, 7, 9), dtype, seed=80)
+    with ran("upsample_nearest_forward_" + dtype):
+        y = mnn.ops.upsample_nearest_forward(_mtl(x), scale)
+    _close_shape(y, mnn.ops.upsample_nearest_forward(x, scale), dtype)
+    dy = _data(y.shape, dtype, seed=81, scale=1.0)
+    with ran("upsample_nearest_backward_" + dtype):
+        dx = mnn.ops.upsample_nearest_backward(_mtl(dy), scale)
+    _close_shape(dx, mnn.ops.upsample_nearest_backward(dy, scale), dtype, scale=4.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("align", [False, True])
+@pytest.mark.parametrize("shape,scale", [((3, 5, 7, 9), (2, 3)), ((2, 3, 1, 5), (3, 2)), ((1, 2, 6, 1), (2, 5))])
+def test_upsample_bilinear_matches_cpu(dtype, align, shape, scale):
+    x = _data(shape, dtype, seed=82)
+    with ran("upsample_bilinear_forward_" + dtype):
+        y = mnn.ops.upsample_bilinear_forward(_mtl(x), scale, align)
+    _close_shape(y, mnn.ops.upsample_bilinear_forward(x, scale, align), dtype, scale=3.0)
+    dy = _data(y.shape, dtype, seed=83, scale=1.0)
+    with ran("upsample_bilinear_backward_" + dtype):
+        dx = mnn.ops.upsample_bilinear_backward(_mtl(dy), scale, align)
+    _close_shape(dx, mnn.ops.upsample_bilinear_backward(dy, scale, align), dtype, scale=4.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_concat_matches_cpu(dtype):
+    xs = [_data((3, c, 5, 7), dtype, seed=84 + c) for c in (2, 1, 5)]
+    with ran("concat_forward_" + dtype):
+        y = mnn.ops.concat_forward([_mtl(x) for x in xs])
+    _close_shape(y, mnn.ops.concat_forward(xs), dtype)
+    dy = _data(y.shape, dtype, seed=88, scale=1.0)
+    with ran("pad_forward_" + dtype):  # the slices are windows of dy
+        parts = mnn.ops.concat_backward(_mtl(dy), [2, 1, 5])
+    for p, r in zip(parts, mnn.ops.concat_backward(dy, [2, 1, 5])):
+        _close_shape(p, r, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["zero", "edge", "reflect"])
+@pytest.mark.parametrize("pads,channels", [((1, 2, 3, 0), (0, 0)), ((2, 2, 1, 1), (1, 2)), (1, (0, 1))])
+def test_pad_matches_cpu(dtype, mode, pads, channels):
+    x = _data((2, 4, 5, 7), dtype, seed=89)
+    with ran("pad_forward_" + dtype):
+        y = mnn.ops.pad_forward(_mtl(x), pads, mode, channels)
+    _close_shape(y, mnn.ops.pad_forward(x, pads, mode, channels), dtype)
+    dy = _data(y.shape, dtype, seed=90, scale=1.0)
+    with ran(("pad_forward_" if mode == "zero" else "pad_backward_") + dtype):  # zero: a crop of dy
+        dx = mnn.ops.pad_backward(_mtl(dy), x.shape, pads, mode, channels)
+    _close_shape(dx, mnn.ops.pad_backward(dy, x.shape, pads, mode, channels), dtype, scale=4.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_crop_reshape_and_converters_match_cpu(dtype):
+    x = _data((3, 5, 9, 7), dtype, seed=91)
+    with ran("pad_forward_" + dtype):
+        y = mnn.ops.crop_forward(_mtl(x), (1, 2, 3), (3, 5, 4))
+    _close_shape(y, mnn.ops.crop_forward(x, (1, 2, 3), (3, 5, 4)), dtype)
+    dy = _data(y.shape, dtype, seed=92)
+    with ran("pad_forward_" + dtype):
+        dx = mnn.ops.crop_backward(_mtl(dy), x.shape, (1, 2, 3))
+    _close_shape(dx, mnn.ops.crop_backward(dy, x.shape, (1, 2, 3)), dtype)
+    m = mnn.ops.image_to_matrix(_mtl(x))
+    assert m.shape == (3, 5 * 9 * 7)
+    _close_shape(m, mnn.ops.image_to_matrix(x), dtype)
+    _close_shape(mnn.ops.matrix_to_image(m, (5, 9, 7)), x, dtype)
+    r = mnn.ops.reshape_forward(_mtl(x), (3, -1, 7))
+    _close_shape(r, mnn.ops.reshape_forward(x, (3, -1, 7)), dtype)
+    _close_shape(mnn.ops.reshape_backward(r, x.shape), x, dtype)
+    # A reshaped metal tensor feeds a kernel: the view's storage is the input's.
+    z = mnn.ops.neuron_forward(mnn.ops.matrix_to_image(m, (5, 9, 7)), "relu")
+    _close(z.numpy(), np.maximum(x, 0), dtype)
+
+
+# ---- rnn (backend/metal/rnn.cpp)
+
+RNN_CELLS = [("single_gate", "tanh", False, False), ("single_gate", "relu", False, False),
+             ("single_gate", "sigmoid", False, False), ("lstm", "tanh", False, False), ("lstm", "tanh", True, False),
+             ("gru", "tanh", False, False), ("gru", "tanh", False, True), ("mgu", "tanh", False, False),
+             ("mgu", "tanh", False, True)]
+RNN_TOL = {"float32": (2e-5, 2e-5), "float16": (4e-3, 4e-3)}
+
+
+def _rnn_weights(layers, bidirectional, seed):
+    """The flat weight list (per layer, then direction: W, U, bias[, peephole])."""
+    r = np.random.default_rng(seed)
+    out = []
+    for cell, i, h, _, peep, _ in layers:
+        g = mnn.ops.rnn.RNN_GATES[cell]
+        for _ in range(2 if bidirectional else 1):
+            out += [r.standard_normal((g * h, i)) * 0.4, r.standard_normal((g * h, h)) * 0.4,
+                    r.standard_normal(g * h) * 0.2]
+            if peep:
+                out.append(r.standard_normal((3, h)) * 0.3)
+    return [w.astype(np.float32) for w in out]
+
+
+def _opt_mtl(a):
+    return None if a is None else _mtl(a)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("cell", RNN_CELLS, ids=[f"{c[0]}-{c[1]}{'-peep' if c[2] else ''}{'-flip' if c[3] else ''}"
+                                                 for c in RNN_CELLS])
+def test_rnn_matches_cpu(cell, bidirectional, dtype):
+    """Two stacked layers (odd sizes), initial states, variable lengths (one sequence empty),
+    output and final-state gradients: y, final states, dx, every weight gradient, dh0 / dc0."""
+    c, act, peep, flip = cell
+    D = 2 if bidirectional else 1
+    r = np.random.default_rng(93)
+    layers = [(c, 5, 7, act, peep, flip), (c, 7 * D, 3, act, peep, flip)]
+    T, B = 4, 3
+    w = [a.astype(dtype) for a in _rnn_weights(layers, bidirectional, 94)]
+    x = r.standard_normal((T, B, 5)).astype(dtype)
+    h0 = [r.standard_normal((B, s[2])).astype(dtype) for s in layers for _ in range(D)]
+    c0 = [r.standard_normal((B, s[2])).astype(dtype) if c == "lstm" else None for s in layers for _ in range(D)]
+    lengths = np.array([4, 0, 3], np.int32)
+    dy = r.standard_normal((T, B, 3 * D)).astype(dtype)
+    dh = [r.standard_normal((B, s[2])).astype(dtype) for s in layers for _ in range(D)]
+    dc = [r.standard_normal((B, s[2])).astype(dtype) if c == "lstm" else None for s in layers for _ in range(D)]
+
+    y, hl, cl, st = mnn.ops.rnn_forward(x, w, layers, bidirectional, h0, c0, lengths, training=True)
+    dx, dw, dh0, dc0 = mnn.ops.rnn_backward(x, dy, w, layers, bidirectional, st, dh, dc)
+    step = {"single_gate": "rnn_single", "lstm": "rnn_lstm", "gru": "rnn_gated", "mgu": "rnn_gated"}[c]
+    mw = [_mtl(a) for a in w]
+    with ran(step + "_forward"), ran("rnn_gemm"):
+        gy, ghl, gcl, gst = mnn.ops.rnn_forward(_mtl(x), mw, layers, bidirectional, [_mtl(a) for a in h0],
+                                                [_opt_mtl(a) for a in c0], _mtl(lengths), training=True)
+    with ran(step + "_backward"), ran("rnn_column_sums"):
+        gdx, gdw, gdh0, gdc0 = mnn.ops.rnn_backward(_mtl(x), _mtl(dy), mw, layers, bidirectional, gst,
+                                                    [_mtl(a) for a in dh], [_opt_mtl(a) for a in dc])
+    tol = RNN_TOL[dtype]
+    _close_tol(_on_metal(gy, dtype).numpy(), y, tol)
+    _close_tol(_on_metal(gdx, dtype).numpy(), dx, tol)
+    for k in range(len(hl)):
+        _close_tol(_on_metal(ghl[k], dtype).numpy(), hl[k], tol)
+        _close_tol(_on_metal(gdh0[k], dtype).numpy(), dh0[k], tol)
+        if c == "lstm":
+            _close_tol(_on_metal(gcl[k], dtype).numpy(), cl[k], tol)
+            _close_tol(_on_metal(gdc0[k], dtype).numpy(), dc0[k], tol)
+        else:
+            assert gcl[k] is None and gdc0[k] is None
+    assert len(gdw) == len(dw)
+    for k, (a, b) in enumerate(zip(gdw, dw)):
+        np.testing.assert_allclose(_on_metal(a, dtype).numpy().astype(np.float64), np.asarray(b, np.float64),
+                                   atol=tol[0] * max(1.0, float(np.abs(b).max())), rtol=tol[1],
+                                   err_msg=f"dweights[{k}]")
+
+
+def test_rnn_mixed_dtypes_no_states_no_output_gradient():
+    """float16 data with float32 weights (the casts one way only), zero initial states and no
+    dy (only final-state gradients), peephole LSTM, one layer."""
+    layers = [("lstm", 6, 5, "tanh", True, False)]
+    r = np.random.default_rng(95)
+    w = _rnn_weights(layers, False, 96)
+    x = r.standard_normal((5, 2, 6)).astype(np.float16)
+    dh = [r.standard_normal((2, 5)).astype(np.float16)]
+    y, hl, cl, st = mnn.ops.rnn_forward(x, w, layers, training=True)
+    ref = mnn.ops.rnn_backward(x, None, w, layers, False, st, dh)
+    with ran("rnn_cast_widen_float16"), ran("rnn_cast_narrow_float16"), ran("rnn_zero"), \
+            ran("rnn_peephole_backward"):
+        gy, ghl, gcl, gst = mnn.ops.rnn_forward(_mtl(x), [_mtl(a) for a in w], layers, training=True)
+        got = mnn.ops.rnn_backward(_mtl(x), None, [_mtl(a) for a in w], layers, False, gst, [_mtl(dh[0])])
+    tol = RNN_TOL["float16"]
+    _close_tol(gy.numpy(), y, tol)
+    _close_tol(ghl[0].numpy(), hl[0], tol)
+    _close_tol(gcl[0].numpy(), cl[0], tol)
+    _close_tol(got[0].numpy(), ref[0], tol)
+    for a, b in zip(got[1], ref[1]):
+        assert a.dtype == "float32"
+        _close_tol(a.numpy(), b, tol)
+    _close_tol(got[2][0].numpy(), ref[2][0], tol)
+    _close_tol(got[3][0].numpy(), ref[3][0], tol)
+
+
+def test_rnn_inference_matches_cpu():
+    """training=False (no state), float32, bidirectional GRU."""
+    layers = [("gru", 4, 6, "tanh", False, False)]
+    w = _rnn_weights(layers, True, 97)
+    x = np.random.default_rng(98).standard_normal((3, 2, 4)).astype(np.float32)
+    y, hl, _, st = mnn.ops.rnn_forward(x, w, layers, True)
+    with ran("rnn_gated_forward2"):
+        gy, ghl, _, gst = mnn.ops.rnn_forward(_mtl(x), [_mtl(a) for a in w], layers, True)
+    assert st is None and gst is None
+    _close_tol(gy.numpy(), y, RNN_TOL["float32"])
+    for a, b in zip(ghl, hl):
+        _close_tol(a.numpy(), b, RNN_TOL["float32"])
+
+
 def test_digit_graph_training_on_metal():
     """The digit network's training graph (conv, ReLU, pooling, FC, dropout, loss, Adam) on
     device "metal" follows the CPU graph's losses step for step."""
