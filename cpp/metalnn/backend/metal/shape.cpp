@@ -8,9 +8,9 @@ namespace {
 
 // Every shape kernel: in 0, out 1, params 2; `grid` threads (one per output or input element).
 void encode(const char* op, const char* stem, const Tensor& in, const Tensor& out, const MnnShapeParams& p,
-            const Tensor& grid) {
+            const Tensor& grid, Access out_access = Access::write) {
   KernelCall k(op, kernel_name(stem, in.dtype()));
-  k.buffer(0, in, Access::read).buffer(1, out, Access::write).bytes(2, p);
+  k.buffer(0, in, Access::read).buffer(1, out, out_access).bytes(2, p);
   k.threads(element_count(op, grid));
 }
 
@@ -41,9 +41,10 @@ void pad_backward(const Tensor& dy, const Tensor& dx, const MnnShapeParams& p) {
   encode("pad_backward", "pad_backward", dy, dx, p, dx);
 }
 
-// One thread per element of x; y's other channels are written by the other inputs' calls.
+// One thread per element of x; y's other channels are written by the other inputs' calls,
+// so y is bound read-write (a staged binding must keep what they wrote).
 void concat_forward(const Tensor& x, const Tensor& y, const MnnShapeParams& p) {
-  encode("concat_forward", "concat_forward", x, y, p, x);
+  encode("concat_forward", "concat_forward", x, y, p, x, Access::read_write);
 }
 
 }  // namespace metalnn::metal
