@@ -184,6 +184,22 @@ def case_rnn(seed):
     return mnn.SoftmaxCrossEntropyLossNode(f.result, label="loss"), f.result, x, _classes()
 
 
+def case_rnn_image_source(seed):
+    """A 1-D convolution's (N, C, 1, L) output read as a sequence (source_layout="image"), float16 LSTM weights."""
+    from metalnn.graph.nodes_rnn import RNNNode, RNNWeights
+    from metalnn.rnn import LSTMDescriptor
+
+    opt = mnn.SGD(learning_rate=0.05)
+    src = mnn.ImageNode("series")
+    c1 = mnn.ConvolutionNode(src, ConvolutionWeights(2, 3, (1, 3), stride=(1, 2), seed=seed, optimizer=opt,
+                                                     label="c1"), "valid", label="c1")
+    r = RNNNode(c1.result, RNNWeights(LSTMDescriptor(3, 4, use_float32_weights=False), seed=seed, optimizer=opt,
+                                      label="lstm"), output="final", label="lstm", source_layout="image")
+    f = _fc(r.result, 4, 4, 1, seed + 1, opt)
+    x = R(6).standard_normal((3, 2, 1, 9)).astype(np.float32)
+    return mnn.SoftmaxCrossEntropyLossNode(f.result, label="loss"), f.result, x, _classes()
+
+
 CASES = {name[5:]: fn for name, fn in list(globals().items()) if name.startswith("case_")}
 
 
@@ -500,3 +516,27 @@ def test_file_metadata_is_plain_json(tmp_path):
     json.dumps(meta, allow_nan=False)  # no numpy scalars or tuples sneak in
     kinds = {c["kind"] for c in meta["nodes"]}
     assert {"YOLOLossNode", "ConvolutionNode", "GradientNode"} <= kinds
+
+
+def test_unnamed_inputs_and_renamed_results(tmp_path):
+    """Automatic input names differ between builds (load_state still matches the wiring); a
+    renamed result image keeps its consumers connected after Graph.load."""
+    def net(seed):
+        opt = mnn.Adam(learning_rate=1e-2)
+        src = mnn.ImageNode()
+        c1 = _conv(src, 2, 3, 3, seed, opt, "c1")
+        c1.result.name = "features"
+        f = _fc(c1.result, 3, 4, (6, 5), seed + 1, opt)
+        return mnn.SoftmaxCrossEntropyLossNode(f.result, label="loss")
+
+    x, y = _images(), _classes()
+    graph = mnn.Graph.training(net(0))
+    graph.run(x, labels=y)
+    graph.save(tmp_path / "a.mnn")
+    restored = mnn.Graph.load(tmp_path / "a.mnn")
+    assert restored.structure() == graph.structure() and len(restored.sources) == 1
+    other = mnn.Graph.training(net(3))
+    other.load_state(tmp_path / "a.mnn")
+    for g in (restored, other):
+        _losses_equal(g.run(x, labels=y), graph.run(x, labels=y))
+        graph.load_state(tmp_path / "a.mnn")

@@ -354,6 +354,8 @@ def node_config(node, ctx: _SaveContext) -> dict[str, Any]:
     """The JSON description of ``node``: kind, label, source image names and its options."""
     kind = "GradientNode" if isinstance(node, n.GradientNode) else node.kind
     c: dict[str, Any] = {"kind": kind, "label": node.label, "sources": [s.name for s in node.sources]}
+    if node.result.name != f"{node.label}.result":  # consumers name it in their sources
+        c["result"] = node.result.name
     c.update(_kind_of(node).describe(node, ctx))
     return c
 
@@ -419,8 +421,17 @@ def _check_meta(meta: dict, path) -> None:
 _NOT_STRUCTURE = ("optimizer", "optimizer_id", "learning_rate_scale", "source_label")
 
 
-def _structure(c: dict) -> dict:
-    return {k: v for k, v in c.items() if k not in _NOT_STRUCTURE}
+def _structures(configs: list[dict]) -> list[dict]:
+    """The configs without the options load_state may change; graph inputs renamed by order of
+    appearance (an unnamed ImageNode gets a different automatic name in every build)."""
+    produced = {c.get("result", f"{c['label']}.result") for c in configs}
+    inputs: dict[str, str] = {}
+    out = []
+    for c in configs:
+        s = {k: v for k, v in c.items() if k not in _NOT_STRUCTURE}
+        s["sources"] = [x if x in produced else inputs.setdefault(x, f"<input {len(inputs)}>") for x in c["sources"]]
+        out.append(s)
+    return out
 
 
 def load_graph_state(graph, path) -> None:
@@ -438,11 +449,10 @@ def load_graph_state(graph, path) -> None:
     if saved != mine:
         raise ValueError(f"[Graph] {path}: the file holds a different graph ({len(saved)} nodes) than this one "
                          f"({len(mine)} nodes)")
-    for theirs, ours in zip(meta["nodes"], mine_cfg):
-        a, b = _structure(theirs), _structure(ours)
+    for a, b in zip(_structures(meta["nodes"]), _structures(mine_cfg)):
         if a != b:
             diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            raise ValueError(f"[Graph] {path}: node '{ours['label']}' differs from the file's "
+            raise ValueError(f"[Graph] {path}: node '{b['label']}' differs from the file's "
                              f"(options {', '.join(diff)}): the file holds a different graph")
     writes = []
     for node in graph.nodes:
@@ -489,7 +499,7 @@ def load_graph(path, **graph_kwargs):
             node = kinds[kind].build(c, [image(s) for s in c["sources"]], ctx)
         except (KeyError, TypeError, IndexError) as e:
             raise ValueError(f"[Graph] {path}: node {label!r} ({kind}) has a malformed description: {e!r}") from None
-        node.result.name = f"{label}.result"
+        node.result.name = c.get("result", f"{label}.result")
         images[node.result.name] = node.result
         ctx.built[label] = node
     for name in meta.get("exported", []):
