@@ -137,6 +137,7 @@ def case_pooling(seed):
     opt = mnn.SGD(learning_rate=0.05, momentum=0.5)
     src = mnn.ImageNode("x")
     c1 = _conv(src, 2, 3, 3, seed, opt, "c1")
+    c1.data_source.learning_rate_scale = 0.5  # a per-layer factor
     l2 = mnn.PoolingL2NormNode(c1.result, 2, 1, "same", dilation=2, label="l2")
     dm = mnn.DilatedPoolingMaxNode(l2.result, (2, 2), (1, 2), "valid", dilation=(2, 1), label="dmax")
     av = mnn.PoolingAverageNode(dm.result, 2, 1, "same", count_include_pad=False, label="avg")
@@ -149,22 +150,22 @@ def case_shape_arithmetic(seed):
     src = mnn.ImageNode("x")
     c1 = _conv(src, 2, 3, 3, seed, opt, "c1")
     c2 = _conv(src, 2, 3, 1, seed + 5, opt, "c2")
-    near = mnn.UpsamplingNearestNode(c1.result, (2, 1), label="near")
-    bil = mnn.UpsamplingBilinearNode(c2.result, (2, 1), label="bil", align_corners=True)
+    near = mnn.UpsamplingNearestNode(c1.result, (1, 2), label="near")
+    bil = mnn.UpsamplingBilinearNode(c2.result, (1, 2), label="bil", align_corners=True)
     cat = mnn.ConcatenationNode([near.result, bil.result], label="cat")
     sig = mnn.NeuronSigmoidNode(bil.result, label="sig")
     pos = mnn.NeuronExponentialNode(near.result, 0.2, label="pos")
     sub = mnn.SubtractionNode(near.result, bil.result, label="sub")
     mul = mnn.MultiplicationNode(sub.result, sig.result, label="mul")
     div = mnn.DivisionNode(mul.result, pos.result, label="div")
-    cat2 = mnn.ConcatenationNode([cat.result, div.result], label="cat2")  # (N, 9, 12, 5)
-    pad = mnn.PadNode(cat2.result, (1, 0, 2, 1), mode="reflect", channels=(1, 0), label="pad")  # (N, 10, 13, 8)
-    crop = mnn.CropNode(pad.result, (1, 2, 1), (8, 10, 6), label="crop")
+    cat2 = mnn.ConcatenationNode([cat.result, div.result], label="cat2")  # (N, 9, 6, 10)
+    pad = mnn.PadNode(cat2.result, (1, 0, 2, 1), mode="reflect", channels=(1, 0), label="pad")  # (N, 10, 7, 13)
+    crop = mnn.CropNode(pad.result, (1, 2, 1), (8, 4, 10), label="crop")
     m = mnn.ImageToMatrixNode(crop.result, label="to_matrix")
-    img = mnn.MatrixToImageNode(m.result, (8, 6, 10), label="to_image")
+    img = mnn.MatrixToImageNode(m.result, (8, 10, 4), label="to_image")
     rs = mnn.ReshapeNode(img.result, (16, -1, 5), label="reshape")
     fl = mnn.FlattenNode(rs.result, label="flat")
-    f = _fc(fl.result, 480, 4, 1, seed + 1, opt)
+    f = _fc(fl.result, 320, 4, 1, seed + 1, opt)
     return mnn.SoftmaxCrossEntropyLossNode(f.result, label="loss"), f.result, _images(), _classes()
 
 
@@ -216,6 +217,23 @@ def _same_files(a, b):
     assert meta_a == meta_b
 
 
+_NOT_OPTIONS = ("id", "sources", "result", "data_source", "labels", "weights", "forward")
+
+
+def _options(node) -> dict:
+    """A node's public options (and its data source's descriptor) for comparison."""
+    out = {k: repr(v) if isinstance(v, mnn.Padding) else v for k, v in vars(node).items()
+           if not k.startswith("_") and k not in _NOT_OPTIONS}
+    if callable(getattr(node, "descriptor", None)):
+        out["descriptor()"] = node.descriptor()
+    ds = getattr(node, "data_source", None)
+    if ds is not None:
+        out["source"] = (type(ds).__name__, getattr(ds, "optimizer", None), getattr(ds, "learning_rate_scale", 1.0))
+        if hasattr(ds, "layer"):
+            out["layer"] = (ds.layer.descriptors, ds.layer.bidirectional)
+    return out
+
+
 def _losses_equal(a, b):
     assert np.array_equal(np.asarray(a.loss), np.asarray(b.loss))
 
@@ -236,6 +254,8 @@ def test_training_round_trip(name, tmp_path):
     assert restored.mode == "training"
     for _ in range(2):  # both continue identically (weights, optimizer state, counters)
         _losses_equal(restored.run(x, labels=y), graph.run(x, labels=y))
+    for mine, theirs in zip(graph.nodes, restored.nodes):
+        assert _options(theirs) == _options(mine), mine.label
     graph.save(tmp_path / "b.mnn")
     restored.save(tmp_path / "c.mnn")
     _same_files(tmp_path / "b.mnn", tmp_path / "c.mnn")
@@ -311,6 +331,14 @@ def test_options_survive(tmp_path):
     assert nodes["lstm"].layer.descriptors == orig["lstm"].layer.descriptors
     assert nodes["lstm"].layer.bidirectional and nodes["gru"].output == "final"
     assert nodes["lstm"].data_source.optimizer is nodes["gru"].data_source.optimizer  # one shared optimizer
+    # two optimizer objects with equal settings stay two (each has its own step counter)
+    opts = [mnn.Adam(learning_rate=1e-2), mnn.Adam(learning_rate=1e-2)]
+    src = mnn.ImageNode("x")
+    c1 = _conv(src, 2, 3, 3, 0, opts[0], "c1")
+    f = _fc(c1.result, 3, 4, (6, 5), 1, opts[1])
+    mnn.Graph.training(mnn.SoftmaxCrossEntropyLossNode(f.result, label="loss")).save(tmp_path / "o.mnn")
+    nodes = {node.label: node for node in mnn.Graph.load(tmp_path / "o.mnn").nodes}
+    assert nodes["c1"].data_source.optimizer is not nodes["fc"].data_source.optimizer
     loss, *_ = case_conv_transpose(0)
     mnn.Graph.training(loss).save(tmp_path / "t.mnn")
     nodes = {node.label: node for node in mnn.Graph.load(tmp_path / "t.mnn").nodes}
