@@ -55,7 +55,7 @@ Step python_step(const std::string& label, py::function fn, std::vector<int> slo
     } catch (py::error_already_set& e) {
       throw Error(ErrorKind::Runtime, "graph", std::string(e.what()));
     }
-  }, {}, {}};
+  }, {}, {}, {}};
 }
 
 // The neuron a layer runs in its epilogue ("none" when there is none).

@@ -28,7 +28,8 @@ Executor::~Executor() {
 
 void Executor::run_batch(Frame& frame) {
 #ifdef METALNN_HAS_CUDA
-  if (capture_) {
+  // Check mode reads every output on the host, which a captured graph cannot record.
+  if (capture_ && !program_->check_numerics()) {
     cuda::GraphRunner::Ranges inputs;
     for (const auto& t : frame.slots)
       if (t.defined()) inputs.emplace_back(t.raw(), t.nbytes());

@@ -71,7 +71,7 @@ class Executor {
   // Used on the stream's worker thread only.
   std::shared_ptr<cuda::GraphRunner> graphs_;  // shared: complete type not needed here
   bool capture_ = false;
-  int64_t batches_run_ = 0;
+  [[maybe_unused]] int64_t batches_run_ = 0;  // read only in CUDA builds
   std::string fallback_reason_;
 };
 

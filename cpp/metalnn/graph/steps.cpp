@@ -26,7 +26,7 @@ uint64_t mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-Step make(const std::string& label, std::function<void(Frame&)> run) { return Step{label, std::move(run), {}, {}}; }
+Step make(const std::string& label, std::function<void(Frame&)> run) { return Step{label, std::move(run), {}, {}, {}}; }
 
 }  // namespace
 
