@@ -568,3 +568,25 @@ def test_unnamed_inputs_and_renamed_results(tmp_path):
     for g in (restored, other):
         _losses_equal(g.run(x, labels=y), graph.run(x, labels=y))
         graph.load_state(tmp_path / "a.mnn")
+
+
+def test_every_node_kind_is_registered():
+    """A node kind added to metalnn.graph without a persistence entry fails here, not in a user's save()."""
+    import importlib
+    import pkgutil
+
+    import metalnn.graph as package
+    from metalnn.graph import persistence
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("nodes"):
+            importlib.import_module(f"metalnn.graph.{info.name}")
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    public = {c.__name__ for c in subclasses(FilterNode)
+              if c.__module__.startswith("metalnn.graph") and not c.__name__.startswith("_")}
+    assert public - set(persistence._registry()) == {"NeuronNode"}  # the abstract neuron base
