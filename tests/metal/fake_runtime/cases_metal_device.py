@@ -550,7 +550,20 @@ def test_cross_channel_norm_matches_cpu(dtype, shape, size, alpha, beta, delta):
     _close_scaled(_on_metal(dx, dtype), mnn.ops.cross_channel_norm_backward(dy, x, **kw), dtype, "dx")
 
 
-def test_batch_norm_graph_trains_on_metal_like_cpu():
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_norm_nan_stays_in_its_statistic(dtype):
+    """A NaN poisons its own channel (batch norm) or sample (layer norm) only, as on the CPU."""
+    x, _, gamma, beta = _norm_inputs((2, 3, 4, 5), dtype, 65)
+    x[1, 1, 2, 3] = np.nan
+    y, _ = mnn.ops.batch_norm_forward(_mtl(x), _mtl(gamma), _mtl(beta))
+    y = y.numpy()
+    assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, [0, 2]]).all()
+    _close_scaled(y, mnn.ops.batch_norm_forward(x, gamma, beta)[0], dtype)
+    y, _ = mnn.ops.layer_norm_forward(_mtl(x), _mtl(gamma), _mtl(beta))
+    y = y.numpy()
+    assert np.isnan(y[1]).all() and np.isfinite(y[0]).all()
+
+def test_batch_norm_metal_graph_trains_like_cpu():
     """conv -> batch norm -> ReLU -> FC -> loss with SGD on device "metal": the losses and the
     running statistics follow the CPU graph's step for step."""
     r = np.random.default_rng(64)
@@ -853,6 +866,72 @@ def test_rnn_inference_matches_cpu():
     _close_tol(gy.numpy(), y, RNN_TOL["float32"])
     for a, b in zip(ghl, hl):
         _close_tol(a.numpy(), b, RNN_TOL["float32"])
+
+
+def test_shape_arithmetic_metal_graph_like_cpu():
+    """Gating, residual addition, upsampling, concatenation, reflect padding, crop and the
+    image->matrix converter in one training graph on device "metal": the input gradient and
+    the losses of a few SGD steps equal the CPU graph's."""
+    from metalnn.graph.data_source import ConvolutionWeights
+
+    def build(device):
+        opt = mnn.SGD(0.05)
+        x = mnn.ImageNode("x")
+        h = mnn.ConvolutionNode(x, ConvolutionWeights(2, 4, 3, neuron="tanh", seed=1, label="c1", optimizer=opt))
+        g = mnn.ConvolutionNode(h.result, ConvolutionWeights(4, 1, 3, neuron="sigmoid", seed=2, label="g",
+                                                             optimizer=opt))
+        gated = mnn.AdditionNode(mnn.MultiplicationNode(h.result, g.result).result, h.result)
+        scaled = mnn.SubtractionNode(gated.result, mnn.DivisionNode(h.result, g.result).result)
+        up = mnn.UpsamplingBilinearNode(scaled.result, 2)
+        cat = mnn.ConcatenationNode([up.result, mnn.UpsamplingNearestNode(h.result, 2).result])
+        pad = mnn.PadNode(cat.result, 1, mode="reflect")
+        crop = mnn.CropNode(pad.result, (0, 1, 1), (8, 10, 10))
+        fc = mnn.FullyConnectedNode(mnn.ImageToMatrixNode(crop.result).result,
+                                    ConvolutionWeights(8 * 10 * 10, 3, 1, seed=3, label="fc", optimizer=opt))
+        loss = mnn.SoftmaxCrossEntropyLossNode(fc.result)
+        train = mnn.Graph.training(loss, device=device)
+        return mnn.Graph(train.results[0], result_needed=True, device=device)
+
+    r = np.random.default_rng(99)
+    x = r.standard_normal((3, 2, 5, 5)).astype(np.float32)
+    y = r.integers(0, 3, 3).astype(np.int32)
+    out = {}
+    for dev in ["cpu", "metal"]:
+        graph = build(dev)
+        with ran("upsample_bilinear_backward") if dev == "metal" else _nothing():
+            runs = [graph.run(x, labels=y) for _ in range(3)]
+        out[dev] = ([float(np.asarray(h.loss)) for h in runs], _host(runs[0].result))
+    np.testing.assert_allclose(out["metal"][0], out["cpu"][0], rtol=1e-4)
+    ref = out["cpu"][1]
+    np.testing.assert_allclose(out["metal"][1], ref, atol=1e-5 * max(1.0, float(np.abs(ref).max())), rtol=1e-4)
+    if _fake_runtime() is not None:
+        for stem in ["arithmetic_forward", "arithmetic_backward", "upsample_nearest_backward", "concat_forward",
+                     "pad_forward", "pad_backward", "upsample_bilinear_forward"]:
+            assert _dispatches(stem) > 0, f"the graph never dispatched {stem}*"
+
+
+def test_rnn_metal_graph_trains_like_cpu():
+    """LSTM (peephole) -> GRU stack, final states -> FC -> loss with Adam on device "metal":
+    the losses follow the CPU graph's step for step."""
+    from metalnn.graph.data_source import ConvolutionWeights
+    from metalnn.graph.nodes_rnn import RNNNode, RNNWeights
+    from metalnn.rnn import GRUDescriptor, LSTMDescriptor
+
+    r = np.random.default_rng(100)
+    x = r.standard_normal((5, 4, 3)).astype(np.float32)
+    labels = r.integers(0, 2, 4).astype(np.int32)
+    losses = {}
+    for dev in ["cpu", "metal"]:
+        ds = RNNWeights([LSTMDescriptor(3, 5, use_peephole=True), GRUDescriptor(5, 6)], seed=1,
+                        optimizer=mnn.Adam(learning_rate=0.02))
+        fc = ConvolutionWeights(6, 2, seed=2, optimizer=mnn.Adam(learning_rate=0.02), label="fc")
+        loss = mnn.SoftmaxCrossEntropyLossNode(
+            mnn.FullyConnectedNode(RNNNode(mnn.ImageNode("x"), ds, "final").result, fc).result)
+        graph = mnn.Graph.training(loss, device=dev)
+        with ran("rnn_lstm_backward") if dev == "metal" else _nothing():
+            losses[dev] = [float(np.asarray(graph.run(x, labels=labels).loss)) for _ in range(3)]
+    np.testing.assert_allclose(losses["metal"], losses["cpu"], rtol=1e-4)
+    assert losses["metal"][2] < losses["metal"][0]
 
 
 def test_digit_graph_training_on_metal():
