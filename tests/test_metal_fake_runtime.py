@@ -191,7 +191,8 @@ def test_threadgroup_sizes_come_from_the_pipeline(build):
     """Pipelines that allow 320 threads (not a power of two): 1-D and reduction kernels must
     size their threadgroups from maxTotalThreadsPerThreadgroup, not assume 1024 or 256."""
     _cases(build, "max320", "neuron_forward_backward and relu or softmax_forward_backward or cross_entropy or max_pool "
-                  "or optimizers or fully_connected or conv2d", FAKE_METAL_MAX_THREADS="320")
+                  "or optimizers or fully_connected or conv2d or batch_norm_training or group_instance_layer_norm "
+                  "or arithmetic_backward_kernels or rnn_mixed or rnn_inference", FAKE_METAL_MAX_THREADS="320")
 
 
 def _misuse(build: Path, scenario: str) -> subprocess.CompletedProcess:
