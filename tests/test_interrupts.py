@@ -7,9 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from graph_nets import digit_network
 
 import metalnn as mnn
+
+from graph_nets import digit_network
 
 
 def _training_graph(seed=0):

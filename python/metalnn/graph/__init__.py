@@ -1,6 +1,12 @@
 """The graph API: image nodes, filter nodes, gradient nodes and graphs (as MPSNNGraph)."""
 
 from .data_source_neuron import PReLUSlopes
+from .data_source_normalization import (
+    BatchNormalizationDataSource,
+    BatchNormalizationWeights,
+    NormalizationDataSource,
+    NormalizationWeights,
+)
 from .graph import BatchHandle, Graph
 from .nodes import (
     AdditionNode,
@@ -34,9 +40,17 @@ from .nodes import (
 )
 from .nodes_arithmetic import DivisionNode, MultiplicationNode, SubtractionNode
 from .nodes_conv_transpose import ConvolutionTransposeNode, ConvolutionTransposeWeights
-from .nodes_neuron import NeuronExponentialNode, NeuronLogarithmNode, NeuronPowerNode, NeuronPReLUNode
 from .nodes_loss import LossNode, YOLOLossNode
+from .nodes_neuron import NeuronExponentialNode, NeuronLogarithmNode, NeuronPowerNode, NeuronPReLUNode
+from .nodes_normalization import (
+    BatchNormalizationNode,
+    CrossChannelNormalizationNode,
+    GroupNormalizationNode,
+    InstanceNormalizationNode,
+    LayerNormalizationNode,
+)
 from .nodes_pooling import DilatedPoolingMaxNode, PoolingL2NormNode
+from .nodes_rnn import RNNNode, RNNWeights
 from .nodes_shape import (
     ConcatenationNode,
     CropNode,
@@ -52,21 +66,17 @@ from .nodes_shape import (
 from .padding import Padding
 
 __all__ = [
-    "AdditionNode", "BatchHandle", "ConvolutionNode", "DropoutNode", "FilterNode", "FullyConnectedNode",
-    "GradientNode", "Graph", "ImageNode", "LogSoftmaxNode", "NeuronAbsoluteNode", "NeuronELUNode",
-    "NeuronGeLUNode", "NeuronHardSigmoidNode", "NeuronLeakyReLUNode", "NeuronLinearNode", "NeuronNode",
-    "NeuronReLUNNode", "NeuronReLUNode", "NeuronSigmoidNode", "NeuronSoftPlusNode", "NeuronTanHNode", "Padding",
-    "PoolingAverageNode", "PoolingMaxNode", "SoftmaxCrossEntropyLossNode", "SoftmaxNode",
+    "AdditionNode", "BatchHandle", "BatchNormalizationDataSource", "BatchNormalizationNode",
+    "BatchNormalizationWeights", "ConcatenationNode", "ConvolutionNode", "ConvolutionTransposeNode",
+    "ConvolutionTransposeWeights", "CropNode", "CrossChannelNormalizationNode", "DilatedPoolingMaxNode",
+    "DivisionNode", "DropoutNode", "FilterNode", "FlattenNode", "FullyConnectedNode", "GradientNode", "Graph",
+    "GroupNormalizationNode", "ImageNode", "ImageToMatrixNode", "InstanceNormalizationNode", "LayerNormalizationNode",
+    "LogSoftmaxNode", "LossNode", "MatrixToImageNode", "MultiplicationNode", "NeuronAbsoluteNode", "NeuronELUNode",
+    "NeuronExponentialNode", "NeuronGeLUNode", "NeuronHardSigmoidNode", "NeuronLeakyReLUNode", "NeuronLinearNode",
+    "NeuronLogarithmNode", "NeuronMishNode", "NeuronNode", "NeuronPReLUNode", "NeuronPowerNode", "NeuronReLUNNode",
+    "NeuronReLUNode", "NeuronSELUNode", "NeuronSiLUNode", "NeuronSigmoidNode", "NeuronSoftPlusNode",
+    "NeuronSoftSignNode", "NeuronTanHNode", "NormalizationDataSource", "NormalizationWeights", "PReLUSlopes",
+    "PadNode", "Padding", "PoolingAverageNode", "PoolingL2NormNode", "PoolingMaxNode", "RNNNode", "RNNWeights",
+    "ReshapeNode", "SliceNode", "SoftmaxCrossEntropyLossNode", "SoftmaxNode", "SubtractionNode",
+    "UpsamplingBilinearNode", "UpsamplingNearestNode", "YOLOLossNode",
 ]
-__all__ += [
-    "NeuronExponentialNode", "NeuronLogarithmNode", "NeuronMishNode", "NeuronPowerNode", "NeuronPReLUNode",
-    "NeuronSELUNode", "NeuronSiLUNode", "NeuronSoftSignNode", "PReLUSlopes",
-]
-__all__ += ["ConvolutionTransposeNode", "ConvolutionTransposeWeights", "DilatedPoolingMaxNode", "PoolingL2NormNode"]
-__all__ += ["LossNode", "YOLOLossNode"]
-__all__ += ["ConcatenationNode", "CropNode", "DivisionNode", "FlattenNode", "ImageToMatrixNode", "MatrixToImageNode",
-            "MultiplicationNode", "PadNode", "ReshapeNode", "SliceNode", "SubtractionNode", "UpsamplingBilinearNode",
-            "UpsamplingNearestNode"]
-from .data_source_normalization import BatchNormalizationDataSource, BatchNormalizationWeights, NormalizationDataSource, NormalizationWeights  # noqa: E402,E501
-from .nodes_normalization import BatchNormalizationNode, CrossChannelNormalizationNode, GroupNormalizationNode, InstanceNormalizationNode, LayerNormalizationNode  # noqa: E402,E501
-__all__ += ["BatchNormalizationDataSource", "BatchNormalizationNode", "BatchNormalizationWeights", "CrossChannelNormalizationNode", "GroupNormalizationNode", "InstanceNormalizationNode", "LayerNormalizationNode", "NormalizationDataSource", "NormalizationWeights"]  # noqa: E501

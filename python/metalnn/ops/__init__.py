@@ -60,7 +60,20 @@ from .neuron import (
     prelu_backward_slopes,
     prelu_forward,
 )
-from .normalization import (BatchNormState, GroupNormState, batch_norm_backward, batch_norm_forward, cross_channel_norm_backward, cross_channel_norm_forward, group_norm_backward, group_norm_forward, instance_norm_backward, instance_norm_forward, layer_norm_backward, layer_norm_forward)  # noqa: E501
+from .normalization import (  # noqa: E501
+    BatchNormState,
+    GroupNormState,
+    batch_norm_backward,
+    batch_norm_forward,
+    cross_channel_norm_backward,
+    cross_channel_norm_forward,
+    group_norm_backward,
+    group_norm_forward,
+    instance_norm_backward,
+    instance_norm_forward,
+    layer_norm_backward,
+    layer_norm_forward,
+)
 from .optimizer import (
     adam_step,
     adam_step_many,
@@ -79,6 +92,7 @@ from .pooling import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from .rnn import RNN_ACTIVATIONS, RNN_CELLS, RnnState, rnn_backward, rnn_forward
 from .shape import (
     PAD_MODES,
     concat_backward,
@@ -96,7 +110,6 @@ from .shape import (
     upsample_nearest_backward,
     upsample_nearest_forward,
 )
-from .rnn import RNN_ACTIVATIONS, RNN_CELLS, RnnState, rnn_backward, rnn_forward
 from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
 
 __all__ = [
@@ -119,6 +132,8 @@ __all__ = [
     "max_pool2d_forward", "dilated_max_pool2d_forward", "l2_pool2d_backward", "l2_pool2d_forward",
     "conv_transpose2d_backward_bias", "conv_transpose2d_backward_input", "conv_transpose2d_backward_weight",
     "conv_transpose2d_forward",
-    "BatchNormState", "GroupNormState", "batch_norm_backward", "batch_norm_forward", "cross_channel_norm_backward", "cross_channel_norm_forward", "group_norm_backward", "group_norm_forward", "instance_norm_backward", "instance_norm_forward", "layer_norm_backward", "layer_norm_forward",
+    "BatchNormState", "GroupNormState", "batch_norm_backward", "batch_norm_forward", "cross_channel_norm_backward",
+    "cross_channel_norm_forward", "group_norm_backward", "group_norm_forward", "instance_norm_backward",
+    "instance_norm_forward", "layer_norm_backward", "layer_norm_forward",
     "RNN_ACTIVATIONS", "RNN_CELLS", "RnnState", "rnn_backward", "rnn_forward",
     "log_softmax_backward", "log_softmax_forward", "softmax_backward", "softmax_forward"]
