@@ -39,6 +39,8 @@ def test_ctrl_c_during_training_leaves_the_graph_usable_and_weights_whole():
     graph = _training_graph()
     x, y = _batch()
     graph.encode_batch(x, y).wait()  # compiled and warm
+    # A process started in the background (CI) inherits SIGINT ignored: install Python's handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.4, lambda: os.kill(os.getpid(), signal.SIGINT))
     started = 0
     timer.start()
@@ -49,6 +51,7 @@ def test_ctrl_c_during_training_leaves_the_graph_usable_and_weights_whole():
                 started += 1
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     graph.synchronize()
     got = graph.parameters()
     # The interrupted batch either never started or ran to its end: weights equal those of

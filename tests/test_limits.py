@@ -41,7 +41,8 @@ def test_elementwise_past_2_31(big_half):
     del y
     y, _ = mnn.ops.dropout_forward(big_half, 0.5, seed=3)
     assert set(np.unique(y[-5:]).tolist()) <= {0.0, 6.0}  # kept values scaled by 1/keep, others dropped
-    assert set(np.unique(y[-1000:]).tolist()) == {0.0, -2.0, 6.0}
+    tail = set(np.unique(y[-1000:]).tolist())  # -1 -> -2 or 0, 3 -> 6 or 0, the 2.0 at 2^31 - 2 -> 4 or 0
+    assert {-2.0, 6.0} <= tail <= {0.0, -2.0, 4.0, 6.0}
 
 
 @needs_memory

@@ -4,7 +4,7 @@
 #   tools/sanitize_tests.sh [build-dir] [pytest args...]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-build="${1:-$root/build/sanitize}"
+build="$(realpath -m "${1:-$root/build/sanitize}")"  # absolute: the tests run from tests/
 shift || true
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS=-O1 -DMETALNN_BUILD_PYTHON=ON \
   -DMETALNN_SANITIZE=address,undefined \
