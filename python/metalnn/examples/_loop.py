@@ -13,6 +13,26 @@ from typing import Callable
 import numpy as np
 
 
+def add_run_arguments(p, train_images: int, test_help: str) -> None:
+    """The command-line arguments the synthetic-data examples share (after their own)."""
+    p.add_argument("--train-images", type=int, default=train_images, help="size of the generated training set")
+    p.add_argument("--test-images", type=int, default=256, help=test_help)
+    p.add_argument("--device", default=None, help="cpu, metal or cuda (default: the best available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    p.add_argument("--log-every", type=int, default=1, help="print every N steps without a progress bar")
+    p.add_argument("--quiet", action="store_true", help="only the summary lines")
+
+
+def check_run_arguments(p, args) -> None:
+    """Rejects non-positive sizes with argparse's usage error."""
+    for name in ("steps", "batch_size", "train_images", "test_images"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.width <= 0:
+        p.error("--width must be > 0")
+
+
 class Progress:
     """A tqdm bar when tqdm is installed and stderr is a terminal; otherwise one printed line
     every ``every`` steps (and for the last one); nothing when ``quiet``."""

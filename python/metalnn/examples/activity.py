@@ -27,6 +27,7 @@ import numpy as np
 from .. import ops
 from ..datasets.basic_motions import load_basic_motions
 from ..rnn import LSTMDescriptor, RecurrentState, RNNMatrixTrainingLayer
+from ._plot import save_curves
 
 CONV_KERNEL = 5  # = stride: 100 samples -> 20 steps
 
@@ -182,25 +183,10 @@ class _Progress:
 
 
 def write_plot(path: str, history: dict) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(matplotlib not installed: no plot; pip install matplotlib)")
-        return False
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(history["epoch"], history["loss"], lw=1)
-    a.set(xlabel="epoch", ylabel="training loss (mean over the epoch)", yscale="log", title="loss")
-    b.plot(history["epoch"], [v * 100 for v in history["test_accuracy"]], label="test")
-    b.plot(history["epoch"], [v * 100 for v in history["train_accuracy"]], "--", label="train")
-    b.set(xlabel="epoch", ylabel="accuracy %", title="BasicMotions activity classifier", ylim=(0, 101))
-    b.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    e = history["epoch"]
+    return save_curves(path, e, history["loss"], ("epoch", "training loss (mean over the epoch)"), e,
+                       [(history["test_accuracy"], "-", "test"), (history["train_accuracy"], "--", "train")],
+                       "BasicMotions activity classifier", acc_ylim=(0, 101))
 
 
 def main(argv=None) -> float:

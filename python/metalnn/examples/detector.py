@@ -28,7 +28,7 @@ from .. import num_threads, set_num_threads
 from ..graph.data_source import ConvolutionWeights
 from ..graph.optimizers import Adam
 from ..ops.loss import YOLOLossDescriptor
-from ._loop import Progress, share_parameters, summary_line, train
+from ._loop import Progress, add_run_arguments, check_run_arguments, share_parameters, summary_line, train
 
 SHAPES = ("square", "circle", "triangle")
 ANCHORS = ((1.5, 1.5), (2.6, 2.6))  # (width, height) in grid cells
@@ -155,19 +155,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1)")
     p.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate")
-    p.add_argument("--train-images", type=int, default=4096, help="size of the generated training set")
-    p.add_argument("--test-images", type=int, default=256, help="fresh images for the detection metric")
-    p.add_argument("--device", default=None, help="cpu, metal or cuda (default: the best available)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
-    p.add_argument("--log-every", type=int, default=1, help="print every N steps without a progress bar")
-    p.add_argument("--quiet", action="store_true", help="only the summary lines")
+    add_run_arguments(p, 4096, "fresh images for the detection metric")
     args = p.parse_args(argv)
-    for name in ("steps", "batch_size", "train_images", "test_images"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.width <= 0:
-        p.error("--width must be > 0")
+    check_run_arguments(p, args)
     return args
 
 

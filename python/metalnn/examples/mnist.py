@@ -20,6 +20,7 @@ import numpy as np
 from .. import num_threads, set_num_threads
 from ..datasets import load_mnist
 from ..graph.optimizers import Adam
+from ._plot import save_curves
 from .digit_graph import digit_network
 
 
@@ -89,25 +90,10 @@ class _Bar:
 
 
 def write_plot(path: str, history: dict) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("(matplotlib not installed: no plot; pip install matplotlib)")
-        return False
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(history["step"], history["loss"], lw=0.8)
-    a.set(xlabel="batch", ylabel="training loss (running mean)", yscale="log", title="loss")
-    b.plot(history["epoch"], [v * 100 for v in history["test_accuracy"]], "o-", label="test")
-    b.plot(history["epoch"], [v * 100 for v in history["train_accuracy"]], "s--", label="train (running)")
-    b.set(xlabel="epoch", ylabel="accuracy %", title="accuracy")
-    b.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return save_curves(path, history["step"], history["loss"], ("batch", "training loss (running mean)"),
+                       history["epoch"], [(history["test_accuracy"], "o-", "test"),
+                                          (history["train_accuracy"], "s--", "train (running)")],
+                       "accuracy", loss_width=0.8)
 
 
 def main(argv=None) -> float:
