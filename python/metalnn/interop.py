@@ -69,10 +69,13 @@ def state_dict(graph, names: Mapping[str, str] | None = None) -> dict[str, np.nd
     return out
 
 
+def _to_numpy(value) -> np.ndarray:
+    """numpy view/copy of an array-like; torch tensors may be on a GPU or require grad."""
+    return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+
+
 def _as_numpy(value, key: str) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor (possibly on a GPU, possibly requiring grad)
-        value = value.detach().cpu().numpy()
-    a = np.asarray(value)
+    a = _to_numpy(value)
     if a.dtype.kind != "f":
         raise TypeError(f"[load_state_dict] {key}: expected floating-point values, got dtype {a.dtype}")
     return a
@@ -120,7 +123,7 @@ def save_safetensors(path, tensors: Mapping[str, Any], metadata: Mapping[str, st
     """Writes ``tensors`` (name -> array) to a safetensors file, atomically (temp file + rename)."""
     arrays = {}
     for name, value in tensors.items():
-        a = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        a = _to_numpy(value)
         a = a if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(a.shape)  # keeps 0-d shapes
         if a.dtype.newbyteorder("<").str not in _ST_NAMES and a.dtype.str not in _ST_NAMES:
             raise TypeError(f"[save_safetensors] {name}: dtype {a.dtype} has no safetensors name")

@@ -34,28 +34,32 @@ void Program::set_outputs(size_t i, std::vector<int> slots) {
 
 namespace {
 
-// Index of the first NaN/Inf element of a float tensor, or -1.
-int64_t first_non_finite(const Tensor& t) {
-  if (t.dtype() != DType::float32 && t.dtype() != DType::float16) return -1;
+// The first NaN/Inf element of a float tensor: its index (-1 if none) and value. One host read.
+struct NonFinite {
+  int64_t index = -1;
+  float value = 0.0f;
+};
+
+NonFinite first_non_finite(const Tensor& t) {
+  if (t.dtype() != DType::float32 && t.dtype() != DType::float16) return {};
   Tensor h = to_host(t, "graph");
   const int64_t n = h.numel();
   for (int64_t i = 0; i < n; ++i) {
     float v = h.dtype() == DType::float32 ? h.data<float>()[i] : half_to_float(h.data<uint16_t>()[i]);
-    if (!std::isfinite(v)) return i;
+    if (!std::isfinite(v)) return {i, v};
   }
-  return -1;
+  return {};
 }
 
 void check_outputs(const Step& step, const Frame& frame) {
   for (int s : step.outputs) {
     const Tensor& t = frame.slots[(size_t)s];
     if (!t.defined()) continue;
-    int64_t i = first_non_finite(t);
-    if (i < 0) continue;
-    float v = t.dtype() == DType::float32 ? to_host(t, "graph").data<float>()[i]
-                                          : half_to_float(to_host(t, "graph").data<uint16_t>()[i]);
+    NonFinite bad = first_non_finite(t);
+    if (bad.index < 0) continue;
     fail(ErrorKind::Runtime, "graph", "check_numerics: node '", step.label, "' produced ",
-         std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf"), " (output slot ", s, ", element ", i, ")");
+         std::isnan(bad.value) ? "NaN" : (bad.value > 0 ? "+Inf" : "-Inf"), " (output slot ", s, ", element ",
+         bad.index, ")");
   }
 }
 

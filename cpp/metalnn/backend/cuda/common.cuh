@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "metalnn/core/dtype.h"
 #include "metalnn/core/error.h"
 
 namespace metalnn::cuda {
@@ -36,6 +37,15 @@ __device__ __forceinline__ float load(const float* p, int64_t i) { return p[i]; 
 __device__ __forceinline__ float load(const __half* p, int64_t i) { return __half2float(p[i]); }
 __device__ __forceinline__ void store(float* p, int64_t i, float v) { p[i] = v; }
 __device__ __forceinline__ void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+
+// Calls f(T{}) with T the storage type of a float32 / float16 tensor, so a launch is written once.
+template <class F>
+void with_storage_type(DType dtype, F&& f) {
+  if (dtype == DType::float16)
+    f(__half{});
+  else
+    f(float{});
+}
 #endif
 
 }  // namespace metalnn::cuda

@@ -226,12 +226,11 @@ void dilated_max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& 
                                 const MnnPool2dDilatedParams& p) {
   int64_t n = y.numel();
   auto s = current_stream();
-  if (x.dtype() == DType::float16)
-    dilated_max_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<__half>(), y.data<__half>(),
+  with_storage_type(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    dilated_max_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<T>(), y.data<T>(),
                                                               argmax.data<int32_t>(), p);
-  else
-    dilated_max_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<float>(), y.data<float>(),
-                                                              argmax.data<int32_t>(), p);
+  });
   check_launch("dilated_max_pool2d_forward");
 }
 
@@ -239,22 +238,21 @@ void dilated_max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const T
                                  const MnnPool2dDilatedParams& p) {
   int64_t n = dx.numel();
   auto s = current_stream();
-  if (dy.dtype() == DType::float16)
-    dilated_max_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<__half>(), argmax.data<int32_t>(),
-                                                               dx.data<__half>(), p);
-  else
-    dilated_max_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<float>(), argmax.data<int32_t>(),
-                                                               dx.data<float>(), p);
-  check_launch("max_pool2d_backward");
+  with_storage_type(dy.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    dilated_max_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<T>(), argmax.data<int32_t>(),
+                                                               dx.data<T>(), p);
+  });
+  check_launch("dilated_max_pool2d_backward");
 }
 
 void l2_pool2d_forward(const Tensor& x, const Tensor& y, const MnnPool2dDilatedParams& p) {
   int64_t n = y.numel();
   auto s = current_stream();
-  if (x.dtype() == DType::float16)
-    l2_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<__half>(), y.data<__half>(), p);
-  else
-    l2_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<float>(), y.data<float>(), p);
+  with_storage_type(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    l2_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<T>(), y.data<T>(), p);
+  });
   check_launch("l2_pool2d_forward");
 }
 
@@ -262,22 +260,21 @@ void l2_pool2d_backward(const Tensor& dy, const Tensor& x, const Tensor& y, cons
                         const MnnPool2dDilatedParams& p) {
   int64_t n = dx.numel();
   auto s = current_stream();
-  if (dy.dtype() == DType::float16)
-    l2_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<__half>(), x.data<__half>(), y.data<__half>(),
-                                                      dx.data<__half>(), p);
-  else
-    l2_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<float>(), x.data<float>(), y.data<float>(),
-                                                      dx.data<float>(), p);
+  with_storage_type(dy.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    l2_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<T>(), x.data<T>(), y.data<T>(),
+                                                      dx.data<T>(), p);
+  });
   check_launch("l2_pool2d_backward");
 }
 
 void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, const MnnPool2dParams& p) {
   int64_t n = y.numel();
   auto s = current_stream();
-  if (x.dtype() == DType::float16)
-    max_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<__half>(), y.data<__half>(), argmax.data<int32_t>(), p);
-  else
-    max_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<float>(), y.data<float>(), argmax.data<int32_t>(), p);
+  with_storage_type(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    max_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<T>(), y.data<T>(), argmax.data<int32_t>(), p);
+  });
   check_launch("max_pool2d_forward");
 }
 
@@ -287,32 +284,31 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& d
   int64_t n = dx.numel();
   auto s = current_stream();
   int kh = p.kernel_h, kw = p.kernel_w, sh = p.stride_h, sw = p.stride_w, pt = p.pad_top, pl = p.pad_left;
-  if (dy.dtype() == DType::float16)
-    max_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<__half>(), argmax.data<int32_t>(), dx.data<__half>(), p,
+  with_storage_type(dy.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    max_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<T>(), argmax.data<int32_t>(), dx.data<T>(), p,
                                                        kh, kw, sh, sw, pt, pl);
-  else
-    max_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<float>(), argmax.data<int32_t>(), dx.data<float>(), p,
-                                                       kh, kw, sh, sw, pt, pl);
+  });
   check_launch("max_pool2d_backward");
 }
 
 void avg_pool2d_forward(const Tensor& x, const Tensor& y, const MnnPool2dParams& p) {
   int64_t n = y.numel();
   auto s = current_stream();
-  if (x.dtype() == DType::float16)
-    avg_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<__half>(), y.data<__half>(), p);
-  else
-    avg_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<float>(), y.data<float>(), p);
+  with_storage_type(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    avg_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<T>(), y.data<T>(), p);
+  });
   check_launch("avg_pool2d_forward");
 }
 
 void avg_pool2d_backward(const Tensor& dy, const Tensor& dx, const MnnPool2dParams& p) {
   int64_t n = dx.numel();
   auto s = current_stream();
-  if (dy.dtype() == DType::float16)
-    avg_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<__half>(), dx.data<__half>(), p);
-  else
-    avg_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<float>(), dx.data<float>(), p);
+  with_storage_type(dy.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    avg_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<T>(), dx.data<T>(), p);
+  });
   check_launch("avg_pool2d_backward");
 }
 
