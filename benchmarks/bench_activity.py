@@ -1,0 +1,151 @@
+"""Activity classifier training step (conv1d -> LSTM 200 -> dense, softmax cross-entropy, Adam):
+metalnn vs PyTorch CPU, side by side in one process.
+
+    python benchmarks/bench_activity.py [--batch 32] [--runs 60] [--threads N] [--clock wall|process]
+
+The network and shapes are those of python/metalnn/examples/activity.py: series of 6 channels x
+100 samples, a 1 x 5 convolution with stride 5 to 20 steps of 32 features, an LSTM of 200 units
+whose final state feeds a dense layer to 4 classes. metalnn runs it two ways, as the example
+does: the kernel API (ActivityClassifier.train_step: RNNMatrixTrainingLayer) and the derived
+training graph (``--graph`` in the example). Steps are interleaved round by round (one step of
+each per round) so other load hits every path alike. Prints sequences/s (median step) and the
+ratio metalnn / PyTorch (> 1: metalnn is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+import metalnn as mnn
+from metalnn.examples.activity import ActivityClassifier, build_graphs
+
+
+def torch_step_fn(net: ActivityClassifier, batch: int, threads: int):
+    """The same network in PyTorch, starting from the metalnn network's weights."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    C, H = net.params["conv_w"].shape[0], net.lstm_weights[1].shape[1]
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(6, C, 5, stride=5)
+            self.lstm = nn.LSTM(C, H)
+            self.fc = nn.Linear(H, 4)
+
+        def forward(self, x):  # x (B, 6, 100)
+            z = self.conv(x).permute(2, 0, 1)  # (20, B, C)
+            _, (h, _) = self.lstm(z)
+            return self.fc(h[0])
+
+    m = Model()
+    with torch.no_grad():
+        m.conv.weight.copy_(torch.from_numpy(net.params["conv_w"][:, :, 0, :]))
+        m.conv.bias.copy_(torch.from_numpy(net.params["conv_b"]))
+        m.fc.weight.copy_(torch.from_numpy(net.params["fc_w"]))
+        m.fc.bias.copy_(torch.from_numpy(net.params["fc_b"]))
+    opt = torch.optim.Adam(m.parameters(), lr=net.learning_rate)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(m(torch.from_numpy(x)), torch.from_numpy(y.astype(np.int64)))
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step, f"PyTorch {torch.__version__}"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--runs", type=int, default=60, help="timed rounds (one step of every path each)")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="threads for both libraries (default: all cores)")
+    ap.add_argument("--clock", choices=("wall", "process"), default="wall",
+                    help="wall time, or this process's CPU time (steadier when shared; use with --threads 1)")
+    ap.add_argument("--paths", default="kernel,graph,pytorch", help="paths to time (comma separated)")
+    ap.add_argument("--profile", action="store_true", help="split the kernel-API step into its parts")
+    args = ap.parse_args(argv)
+    clock = time.process_time if args.clock == "process" else time.perf_counter
+    threads = args.threads or os.cpu_count() or 1
+    mnn.set_num_threads(threads)
+
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((args.batch, 6, 100)).astype(np.float32) for _ in range(4)]
+    ys = [rng.integers(0, 4, args.batch).astype(np.int32) for _ in range(4)]
+    wanted = args.paths.split(",")
+    paths = {}
+    if "kernel" in wanted:
+        net = ActivityClassifier()
+        paths["kernel"] = lambda x, y: net.train_step(x, y)[0]
+    if "graph" in wanted:
+        gnet = ActivityClassifier()
+        train_graph, _, _ = build_graphs(gnet)
+        paths["graph"] = lambda x, y: train_graph.run(np.ascontiguousarray(x[:, :, None, :]), labels=y).loss
+    name = None
+    if "pytorch" in wanted:
+        try:
+            paths["pytorch"], name = torch_step_fn(ActivityClassifier(), args.batch, threads)
+        except ImportError:
+            pass
+
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    for i in range(args.warmup):
+        for fn in paths.values():
+            fn(xs[i % 4], ys[i % 4])
+    for r in range(args.runs):
+        x, y = xs[r % 4], ys[r % 4]
+        for k, fn in paths.items():
+            t = clock()
+            fn(x, y)
+            times[k].append(clock() - t)
+
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores; threads {threads}; metalnn BLAS: "
+          f"{mnn.blas_info()}; load average {os.getloadavg()[0]:.2f}")
+    print(f"activity classifier training step, batch {args.batch} (6 x 100 -> conv k5 s5 -> LSTM 200 -> dense 4, "
+          f"Adam), {args.runs} interleaved rounds ({args.clock} clock)")
+    base = float(np.median(times["pytorch"])) if "pytorch" in times else None
+    for k, ts in times.items():
+        med = float(np.median(ts))
+        label = name if k == "pytorch" else f"metalnn {k}"
+        line = f"  {label:22s} {med * 1e3:8.3f} ms/step  {args.batch / med:9.0f} seq/s"
+        if base and k != "pytorch":
+            line += f"   speed ratio metalnn/PyTorch {base / med:5.2f}x"
+        print(line, flush=True)
+    if args.profile:
+        profile(args, clock, xs, ys)
+
+
+def profile(args, clock, xs, ys) -> None:
+    """Times the kernel-API step's parts: conv + LSTM forward, the whole gradient, Adam."""
+    from metalnn import ops
+
+    net = ActivityClassifier()
+    parts: dict[str, list[float]] = {"forward": [], "gradients (incl. forward)": [], "adam": []}
+    for r in range(args.runs):
+        x, y = xs[r % 4], ys[r % 4]
+        t = clock()
+        net.forward(x, [])
+        parts["forward"].append(clock() - t)
+        t = clock()
+        _, _, grads = net.gradients(x, y)
+        parts["gradients (incl. forward)"].append(clock() - t)
+        t = clock()
+        net.step_count += 1
+        for w, g, m, v in zip(net.parameters(), grads, net.m, net.v):
+            ops.adam_step(w, g, m, v, net.step_count, net.learning_rate)
+        parts["adam"].append(clock() - t)
+    print("kernel API parts (median ms): " + ", ".join(f"{k} {np.median(v) * 1e3:.3f}" for k, v in parts.items()))
+
+
+if __name__ == "__main__":
+    main()

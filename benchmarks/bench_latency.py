@@ -1,0 +1,185 @@
+"""Digit network batch-1 inference latency: metalnn (kernel API, inference Graph, layers.Sequential)
+vs PyTorch CPU (eval, no_grad) on the same weights.
+
+    python benchmarks/bench_latency.py [--runs 300] [--threads N] [--clock wall|process] [--profile]
+
+Every path runs one image (1, 1, 28, 28) at a time; the paths are interleaved round by round
+(one call of each per round) so load from other processes hits them alike. Prints the median
+and 90th percentile per path and the ratio metalnn / PyTorch latency (< 1: metalnn is faster).
+``--profile`` adds the time of each kernel-API layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+import metalnn as mnn
+from metalnn import ops
+from metalnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
+
+
+def build_sequential() -> Sequential:
+    """The digit network for inference (dropout is the identity there, so it is left out)."""
+    return Sequential([
+        Conv2d(1, 32, 5, activation="relu"), MaxPool2d(2),
+        Conv2d(32, 64, 5, activation="relu"), MaxPool2d(2),
+        Flatten(), Linear(3136, 1024, activation="relu"), Linear(1024, 10),
+    ], input_shape=(1, 28, 28), seed=0).build()
+
+
+def parameters(model: Sequential) -> dict[str, np.ndarray]:
+    """The Sequential's arrays under the kernel API's names (fc weights as (out, in))."""
+    ds = [layer.data_source for layer in model.layers if getattr(layer, "data_source", None) is not None]
+    names = ("conv1", "conv2", "fc1", "fc2")
+    out = {}
+    for name, d in zip(names, ds):
+        w = d.weights()
+        out[f"{name}_w"] = w.reshape(w.shape[0], -1) if name.startswith("fc") else w
+        out[f"{name}_b"] = d.biases()
+    return out
+
+
+def kernel_forward(p: dict, x: np.ndarray, times: dict | None = None) -> np.ndarray:
+    """The kernel API path (DigitNet.forward without dropout); ``times`` collects per-layer seconds."""
+    clock = time.perf_counter
+    t = clock()
+
+    def lap(name):
+        nonlocal t
+        if times is not None:
+            now = clock()
+            times.setdefault(name, []).append(now - t)
+            t = now
+
+    c1 = ops.conv2d_forward(x, p["conv1_w"], p["conv1_b"], padding=2)
+    lap("conv1")
+    r1 = ops.neuron_forward(c1, "relu")
+    lap("relu1")
+    p1, _ = ops.max_pool2d_forward(r1, 2)
+    lap("pool1")
+    c2 = ops.conv2d_forward(p1, p["conv2_w"], p["conv2_b"], padding=2)
+    lap("conv2")
+    r2 = ops.neuron_forward(c2, "relu")
+    lap("relu2")
+    p2, _ = ops.max_pool2d_forward(r2, 2)
+    lap("pool2")
+    f1 = ops.fully_connected_forward(p2, p["fc1_w"], p["fc1_b"])
+    lap("fc1")
+    r3 = ops.neuron_forward(f1, "relu")
+    lap("relu3")
+    out = ops.fully_connected_forward(r3, p["fc2_w"], p["fc2_b"])
+    lap("fc2")
+    return out
+
+
+def torch_model(p: dict, threads: int):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    m = nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(3136, 1024), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1024, 10),
+    ).eval()
+    with torch.no_grad():
+        for mod, name in ((m[0], "conv1"), (m[3], "conv2"), (m[7], "fc1"), (m[10], "fc2")):
+            mod.weight.copy_(torch.from_numpy(p[f"{name}_w"].reshape(mod.weight.shape)))
+            mod.bias.copy_(torch.from_numpy(p[f"{name}_b"]))
+    return m
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=300, help="timed rounds (each runs every path once)")
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=0, help="threads for both libraries (default: all cores)")
+    ap.add_argument("--clock", choices=("wall", "process"), default="wall",
+                    help="wall time, or this process's CPU time (steadier when shared; use with --threads 1)")
+    ap.add_argument("--profile", action="store_true", help="also print the kernel API's per-layer times")
+    ap.add_argument("--paths", default="kernel,graph,graph_encode,sequential",
+                    help="metalnn paths to time (comma separated)")
+    args = ap.parse_args(argv)
+    clock = time.process_time if args.clock == "process" else time.perf_counter
+    threads = args.threads or os.cpu_count() or 1
+    mnn.set_num_threads(threads)
+
+    model = build_sequential()
+    p = parameters(model)
+    graph = model.graph
+    rng = np.random.default_rng(0)
+    images = [rng.random((1, 1, 28, 28), dtype=np.float32) for _ in range(16)]
+
+    paths = {
+        "kernel": lambda x: kernel_forward(p, x),
+        "graph": lambda x: graph.run(x).result,
+        "graph_encode": lambda x: graph.encode_batch(x).wait().result,
+        "sequential": lambda x: model.predict(x),
+    }
+    paths = {k: v for k, v in paths.items() if k in args.paths.split(",")}
+    try:
+        import torch
+
+        tm = torch_model(p, threads)
+
+        def torch_run(x):
+            with torch.no_grad():
+                return tm(torch.from_numpy(x)).numpy()
+
+        paths["pytorch"] = torch_run
+        torch_name = f"PyTorch {torch.__version__}"
+    except ImportError:
+        torch_name = None
+
+    # Same answers first: every path against PyTorch (or the kernel API) on one image.
+    ref = paths.get("pytorch", paths["kernel"] if "kernel" in paths else None)
+    want = np.asarray(ref(images[0]))
+    batch = np.concatenate(images[:8])
+    batched = np.asarray(kernel_forward(p, batch))
+    for name, fn in paths.items():
+        got = np.asarray(fn(images[0]))
+        err = float(np.max(np.abs(got - want)))
+        if err > 1e-3 * (1 + float(np.max(np.abs(want)))):
+            raise SystemExit(f"{name}: batch-1 output differs from the reference by {err}")
+    for i in range(8):
+        if not np.array_equal(np.asarray(kernel_forward(p, images[i])), batched[i:i + 1]):
+            print("note: kernel-API batch-1 output is not bitwise equal to the batch-8 row", i)
+            break
+
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    for _ in range(args.warmup):
+        for fn in paths.values():
+            fn(images[0])
+    for r in range(args.runs):
+        x = images[r % len(images)]
+        for name, fn in paths.items():
+            t = clock()
+            fn(x)
+            times[name].append(clock() - t)
+
+    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores; threads {threads}; "
+          f"metalnn BLAS: {mnn.blas_info()}; load average {os.getloadavg()[0]:.2f}")
+    print(f"digit network, batch 1, {args.runs} interleaved rounds ({args.clock} clock); ms: median / p90")
+    base = float(np.median(times["pytorch"])) if "pytorch" in times else None
+    for name, ts in times.items():
+        med, p90 = float(np.median(ts)), float(np.percentile(ts, 90))
+        label = torch_name if name == "pytorch" else f"metalnn {name}"
+        line = f"  {label:24s} {med * 1e3:7.3f} / {p90 * 1e3:7.3f}"
+        if base and name != "pytorch":
+            line += f"   latency ratio metalnn/PyTorch {med / base:5.2f}x"
+        print(line, flush=True)
+    if args.profile:
+        per: dict[str, list[float]] = {}
+        for r in range(args.runs):
+            kernel_forward(p, images[r % len(images)], per)
+        print("kernel API per layer (median ms): "
+              + ", ".join(f"{k} {np.median(v) * 1e3:.3f}" for k, v in per.items()))
+
+
+if __name__ == "__main__":
+    main()
