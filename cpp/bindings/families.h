@@ -17,4 +17,5 @@ void bind_graph(pybind11::module_& m);
 void bind_normalization(pybind11::module_& ops);
 void bind_rnn(pybind11::module_& ops);
 void bind_shape(pybind11::module_& ops);
+void bind_distributed(pybind11::module_& m);  // after bind_graph: adds allreduce steps
 }  // namespace metalnn::py_bind

@@ -21,4 +21,5 @@ PYBIND11_MODULE(_core, m) {
   metalnn::py_bind::bind_normalization(ops);
   metalnn::py_bind::bind_rnn(ops);
   metalnn::py_bind::bind_shape(ops);
+  metalnn::py_bind::bind_distributed(m);
 }

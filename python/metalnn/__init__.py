@@ -26,7 +26,7 @@ if _blas_path and not _core.set_blas_library(_blas_path):
         stacklevel=2,
     )
 
-from . import layers, ops  # noqa: E402
+from . import distributed, layers, ops  # noqa: E402
 from ._core import (  # noqa: E402
     Device,
     Event,
@@ -84,7 +84,7 @@ __all__ = _graph_all + [
     "set_num_threads",
     "tensor",
 ]
-__all__ += ["export_onnx", "layers"]
+__all__ += ["distributed", "export_onnx", "layers"]
 
 
 def tensor(data, dtype: str | None = None, device: str | None = None) -> Tensor:

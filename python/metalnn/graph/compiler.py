@@ -184,7 +184,9 @@ class Compiler:
             self.emit(node.label, "copy", x, y, inputs=[x], outputs=[y])
             return
         s = node._state = self.new_state()
-        self.emit(node.label, "dropout_forward", x, y, s, node.keep_probability, node.seed % (1 << 64),
+        dp = getattr(self.graph, "_distributed", None)  # each rank draws its own masks
+        seed = node.seed + (dp.dropout_seed_offset if dp is not None else 0)
+        self.emit(node.label, "dropout_forward", x, y, s, node.keep_probability, seed % (1 << 64),
                   self.graph._dropout_counter, inputs=[x], outputs=[y], states_out=[s])
 
     def emit_softmax(self, node):

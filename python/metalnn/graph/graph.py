@@ -163,7 +163,7 @@ class Graph:
 
     def __init__(self, result: ImageNode | Sequence[ImageNode], result_needed: bool = True, *,
                  mode: str | None = None, fuse: bool = True, max_in_flight: int = 2, device: str | None = None,
-                 check_numerics: bool | None = None):
+                 check_numerics: bool | None = None, distributed=False):
         results = [result] if isinstance(result, ImageNode) else list(result)
         if not results or not all(isinstance(r, ImageNode) for r in results):
             raise TypeError("[Graph] result must be an ImageNode (node.result) or a list of them")
@@ -204,6 +204,11 @@ class Graph:
         if check_numerics is None:
             check_numerics = os.environ.get("METALNN_CHECK_NUMERICS", "") not in ("", "0")
         self.check_numerics = check_numerics
+        # Data-parallel training (metalnn.distributed): gradients averaged over the ranks.
+        from ..distributed.data_parallel import DataParallel, options_from
+
+        options = options_from(distributed)
+        self._distributed = DataParallel(self, options) if options is not None else None
 
     @classmethod
     def training(cls, loss, **kwargs) -> Graph:
@@ -317,6 +322,8 @@ class Graph:
         return [params.get(name) for name in optimizer.state_names()]
 
     def _emit_updates(self, c: Compiler) -> None:
+        if self._distributed is not None:  # bucketed all-reduce between gradients and updates
+            self._distributed.emit(c)
         groups: dict[int, tuple] = {}
         for node, dw, db in c.updates:
             ds = node.data_source
@@ -374,6 +381,8 @@ class Graph:
         keep = set(output_slots.values()) | set(c.loss_slots.values())
         compiled = c.finish(keep, input_slots, output_slots)
         compiled.program.check_numerics = self._check_numerics
+        if self._distributed is not None:  # same graph on every rank; rank 0's weights everywhere
+            self._distributed.bind(self, feeds)
         executor = _core.graph.Executor(compiled.program, self.max_in_flight, str(self.device))
         self._compiled[key] = (compiled, executor, keep)
         return self._compiled[key]
@@ -456,7 +465,15 @@ class Graph:
         from .persistence import save_graph
 
         self.synchronize()
-        save_graph(self, path)
+        if self._distributed is None:
+            save_graph(self, path)
+            return
+        # Distributed: the ranks hold the same weights; rank 0 writes, the others wait for it.
+        from .. import distributed
+
+        if distributed.rank() == 0:
+            save_graph(self, path)
+        distributed.barrier()
 
     def load_state(self, path) -> None:
         """Restores what :meth:`save` wrote into this graph (same nodes and shapes)."""

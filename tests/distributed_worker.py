@@ -1,0 +1,164 @@
+"""One rank of the data-parallel tests (tests/test_distributed.py, test_cuda_distributed.py):
+
+    mpirun -n 2 python tests/distributed_worker.py SCENARIO OUTDIR [--device cpu|cuda]
+
+Each rank writes OUTDIR/SCENARIO.rank<r>.npz (weights, losses) and .json (plan, errors).
+The nets and data live here so the tests build the single-process references from them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import metalnn as mnn  # noqa: E402
+
+from graph_nets import RecordingSource, digit_network  # noqa: E402
+
+PER_RANK = 5        # odd on purpose
+STEPS = 4
+
+
+def data(global_batch: int, step: int, channels: int = 1, size: int = 28, classes: int = 10):
+    r = np.random.default_rng(1000 + step)
+    x = r.standard_normal((global_batch, channels, size, size)).astype(np.float32)
+    y = r.integers(0, classes, global_batch).astype(np.int32)
+    return x, y
+
+
+def digit(optimizer, keep=1.0):
+    src, loss, nodes = digit_network(optimizer, keep_probability=keep, width=0.25)
+    return loss
+
+
+def bn_net(optimizer):
+    src = mnn.ImageNode()
+    conv = mnn.ConvolutionNode(src, mnn.ConvolutionWeights(1, 6, 3, seed=1, optimizer=optimizer, label="c"))
+    bn = mnn.BatchNormalizationNode(conv.result, mnn.BatchNormalizationWeights(6, optimizer=optimizer, label="bn"))
+    relu = mnn.NeuronReLUNode(bn.result)
+    pool = mnn.PoolingMaxNode(relu.result, 4, 4)
+    fc = mnn.FullyConnectedNode(pool.result, mnn.ConvolutionWeights(6, 10, (7, 7), seed=2, optimizer=optimizer,
+                                                                    label="f"))
+    return mnn.SoftmaxCrossEntropyLossNode(fc.result), bn
+
+
+def python_update_net(log):
+    src = mnn.ImageNode()
+    rec = RecordingSource("rec", 1, 4, 5, log, seed=3, apply_sgd=0.05)
+    conv = mnn.ConvolutionNode(src, rec)
+    relu = mnn.NeuronReLUNode(conv.result)
+    fc = mnn.FullyConnectedNode(relu.result, mnn.ConvolutionWeights(4, 10, (28, 28), seed=4,
+                                                                    optimizer=mnn.SGD(0.05), label="f"))
+    return mnn.SoftmaxCrossEntropyLossNode(fc.result), rec
+
+
+def _train(loss, device, options, steps=STEPS, per_rank=PER_RANK, record=None):
+    dist = mnn.distributed
+    graph = mnn.Graph.training(loss, device=device, distributed=options)
+    losses, global_losses = [], []
+    for step in range(steps):
+        x, y = data(per_rank * dist.world_size(), step)
+        h = graph.run(dist.shard(x), dist.shard(y))
+        losses.append(h.loss)
+        global_losses.append(dist.average(h.loss))
+    graph.synchronize()
+    weights = {k: np.array(v.numpy() if isinstance(v, mnn.Tensor) else v) for k, v in graph.parameters().items()}
+    return graph, weights, losses, global_losses
+
+
+def _labels(graph) -> list[str]:
+    compiled = list(graph._compiled.values())[-1][0]
+    return [s.label for s in compiled.steps]
+
+
+def run(scenario: str, out: str, device: str) -> None:
+    dist = mnn.distributed
+    r = dist.rank()
+    arrays, info = {}, {"rank": r, "world_size": dist.world_size()}
+
+    def keep(prefix, weights):
+        for k, v in weights.items():
+            arrays[f"{prefix}/{k}"] = v
+
+    if scenario in ("digit", "digit_det"):
+        det = scenario == "digit_det"
+        opts = mnn.distributed.Options(bucket_mb=0.02, deterministic=det)
+        graph, w, losses, glosses = _train(digit(mnn.SGD(0.05, momentum=0.9)), device, opts)
+        keep("w", w)
+        arrays["losses"], arrays["global_losses"] = np.array(losses), np.array(glosses)
+        info["plan"] = graph._distributed.last_plan
+        info["steps"] = _labels(graph)
+        path = os.path.join(out, f"{scenario}.ckpt.npz")
+        graph.save(path)
+        info["checkpoint_seen"] = os.path.exists(path)  # rank 0 wrote it before save() returned
+    elif scenario == "broadcast":  # rank 1 starts from other weights: rank 0's are copied at bind
+        src, loss, _ = digit_network(mnn.SGD(0.05, momentum=0.9), keep_probability=1.0, width=0.25,
+                                     seed=0 if r == 0 else 5)
+        graph, w, losses, _ = _train(loss, device, True, steps=2)
+        keep("w", w)
+    elif scenario == "dropout":
+        graph, w, losses, _ = _train(digit(mnn.Adam(1e-3), keep=0.5), device, True, steps=3)
+        keep("w", w)
+        arrays["losses"] = np.array(losses)
+    elif scenario == "bn":
+        loss, bn = bn_net(mnn.SGD(0.1))
+        graph, w, losses, _ = _train(loss, device, True, steps=3, per_rank=4)
+        keep("w", w)
+        mean, _ = bn.running_statistics(graph)
+        arrays["running_mean"] = np.array(mean.numpy() if isinstance(mean, mnn.Tensor) else mean)
+    elif scenario == "python_update":
+        log = []
+        loss, rec = python_update_net(log)
+        graph, w, losses, _ = _train(loss, device, {"bucket_mb": 0.001}, steps=2)
+        keep("w", w)
+        arrays["grad0"] = rec.gradients[0][0]
+        arrays["bias_grad0"] = rec.gradients[0][1]
+    elif scenario == "mismatch":
+        errors = {}
+        try:  # rank 1 builds a wider network
+            src, loss, _ = digit_network(mnn.SGD(0.1), keep_probability=1.0, width=0.25 if r == 0 else 0.5)
+            g = mnn.Graph.training(loss, device=device, distributed=True)
+            x, y = data(2 * PER_RANK, 0)
+            g.run(dist.shard(x), dist.shard(y))
+        except ValueError as e:
+            errors["graph"] = str(e)
+        try:  # same graph, rank 1 feeds one more image
+            g = mnn.Graph.training(digit(mnn.SGD(0.1)), device=device, distributed=True)
+            x, y = data(2 * PER_RANK + 2, 0)
+            n = PER_RANK + (r == 1)
+            g.run(x[r * PER_RANK:r * PER_RANK + n], y[r * PER_RANK:r * PER_RANK + n])
+        except ValueError as e:
+            errors["batch"] = str(e)
+        try:
+            dist.shard(np.zeros((2 * PER_RANK + 1, 3)))
+        except ValueError as e:
+            errors["shard"] = str(e)
+        info["errors"] = errors
+    else:
+        raise SystemExit(f"unknown scenario {scenario}")
+    np.savez(os.path.join(out, f"{scenario}.rank{r}.npz"), **arrays)
+    with open(os.path.join(out, f"{scenario}.rank{r}.json"), "w") as f:
+        json.dump(info, f)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("scenarios")
+    p.add_argument("out")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args()
+    mnn.distributed.init()
+    if args.device == "cpu":
+        mnn.set_num_threads(1)  # two ranks share the test machine's cores
+    for scenario in args.scenarios.split(","):
+        run(scenario, args.out, args.device)
+    mnn.distributed.finalize()
+
+
+if __name__ == "__main__":
+    main()
