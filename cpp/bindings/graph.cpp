@@ -9,7 +9,11 @@
 #include "families.h"
 #include "metalnn/core/copy.h"
 #include "metalnn/graph/executor.h"
+#ifdef METALNN_HAS_CUDA
+#include "metalnn/backend/cuda/graph_capture.h"
+#endif
 #include "metalnn/graph/steps.h"
+#include "metalnn/graph/steps_counted.h"
 #include "optimizer_descriptors.h"
 #include "program_steps.h"
 
@@ -38,6 +42,8 @@ py::array host_array(const Tensor& t) { return to_numpy(to_host(t, "graph")); }
 Tensor copy_input(py::handle obj, const char* arg, Device device) {
   Call call("encode_batch");
   Tensor src = call.in(obj, arg);
+  // CUDA: the executor copies the array into pinned memory before encode() returns.
+  if (device.type == DeviceType::cuda) return src;
   // The batch owns its inputs (on the graph's device): the caller may refill its arrays
   // while the batch runs.
   return to_device(to_host(src, "encode_batch"), device, "encode_batch");
@@ -92,8 +98,12 @@ void bind_graph(py::module_& m) {
       .def("bind", [](Parameter& p, py::handle array) {
             Call call("graph");
             p.value = call.in(array, p.name.c_str(), /*writable=*/true);
+            ++parameter_epoch();  // captured CUDA graphs address the old tensor
           }, py::arg("array"), "Binds a writable array (zero-copy): the graph reads and updates it in place.")
-      .def("unbind", [](Parameter& p) { p.value = Tensor(); })
+      .def("unbind", [](Parameter& p) {
+        p.value = Tensor();
+        ++parameter_epoch();
+      })
       .def_property_readonly("bound", [](const Parameter& p) { return p.value.defined(); })
       .def_property_readonly("value", [](const Parameter& p) -> py::object {
         if (!p.value.defined()) return py::none();
@@ -188,7 +198,7 @@ void bind_graph(py::module_& m) {
         DropoutDescriptor d;
         d.keep_probability = keep;
         d.validate("graph");
-        p.add(steps::dropout_forward(label, x, y, state, keep, seed, counter));
+        p.add(steps::counted_dropout_forward(label, x, y, state, keep, seed, counter));
       })
       .def("add_dropout_backward", [](Program& p, const std::string& label, int dy, int state, int dx) {
         p.add(steps::dropout_backward(label, dy, state, dx));
@@ -215,7 +225,7 @@ void bind_graph(py::module_& m) {
         p.add(steps::sgd_update(label, targets_from(targets), sgd_descriptor("graph", kw)));
       })
       .def("add_adam_update", [](Program& p, const std::string& label, py::list targets, py::dict kw, Counter step) {
-        p.add(steps::adam_update(label, targets_from(targets), adam_descriptor("graph", kw), step));
+        p.add(steps::counted_adam_update(label, targets_from(targets), adam_descriptor("graph", kw), step));
       })
       .def("add_rmsprop_update", [](Program& p, const std::string& label, py::list targets, py::dict kw) {
         p.add(steps::rmsprop_update(label, targets_from(targets), rmsprop_descriptor("graph", kw)));
@@ -243,6 +253,18 @@ void bind_graph(py::module_& m) {
         if (i < 0 || (size_t)i >= b.frame.slots.size() || !b.frame.slots[(size_t)i].defined()) return py::none();
         return host_array(b.frame.slots[(size_t)i]);
       });
+
+  g.def("cuda_graph_stats", [] {
+    py::dict d;
+#ifdef METALNN_HAS_CUDA
+    auto st = cuda::graph_stats();
+    d["captures"] = st.captures;
+    d["instantiations"] = st.instantiations;
+    d["launches"] = st.launches;
+    d["rerecords"] = st.rerecords;
+#endif
+    return d;
+  }, "Process-wide CUDA graph counts: captures, instantiations, launches, rerecords (empty without CUDA).");
 
   py::class_<Executor, std::shared_ptr<Executor>>(g, "Executor")
       .def(py::init(&make_executor), py::arg("program"), py::arg("max_in_flight") = 2,
@@ -272,6 +294,11 @@ void bind_graph(py::module_& m) {
           "inputs: [(slot, array, name)]; copies them and queues the program.")
       .def("synchronize", &Executor::synchronize, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("in_flight", &Executor::in_flight)
+      .def_property_readonly("graph_launches", &Executor::graph_launches, "CUDA graph launches so far")
+      .def_property_readonly("graph_captures", &Executor::graph_captures, "capture-once recordings so far")
+      .def_property_readonly("graph_mode", &Executor::graph_mode,
+                             "eager | probe | replay (captured once) | rerecord (recorded per batch) | off")
+      .def_property_readonly("graph_fallback_reason", &Executor::graph_fallback_reason)
       .def_property_readonly("max_in_flight", &Executor::max_in_flight);
 }
 

@@ -2,9 +2,12 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
+#include "metalnn/core/copy.h"
 #include "metalnn/core/error.h"
 #ifdef METALNN_HAS_CUDA
+#include "metalnn/backend/cuda/allocator.h"
 #include "metalnn/backend/cuda/graph_capture.h"
 #endif
 
@@ -26,7 +29,8 @@ Executor::~Executor() {
   // The runner's graph and arena go only after the GPU is done with them.
 }
 
-void Executor::run_batch(Frame& frame) {
+void Executor::run_batch(Batch& batch) {
+  Frame& frame = batch.frame;
 #ifdef METALNN_HAS_CUDA
   // Check mode reads every output on the host, which a captured graph cannot record.
   if (capture_ && !program_->check_numerics()) {
@@ -41,9 +45,36 @@ void Executor::run_batch(Frame& frame) {
       if (!capture_) off(graphs_->reason());
       return;
     }
-    Frame initial = frame;  // the inputs, for an eager rerun
+    if (!rerecord_) {
+      const int64_t epoch = parameter_epoch().load();
+      if (graphs_->can_replay(frame.slots, epoch)) {
+        graphs_->replay(frame.slots, batch.host_inputs);  // an input check may throw: nothing ran
+        frame.states.clear();
+        return;
+      }
+      Frame initial = frame;  // the inputs, for an eager rerun
+      try {
+        graphs_->capture([&] { program_->run(frame); }, frame.slots, batch.host_inputs, epoch);
+        frame.states.clear();
+        return;
+      } catch (const std::exception& e) {
+        frame = std::move(initial);
+        // Bad input (labels out of range): the eager run raises the op's own error; the next
+        // batch records again.
+        if (graphs_->input_check_failed()) {
+          program_->run(frame);
+          return;
+        }
+        // The host code depends on the batch (it reads an input on the host): record per batch.
+        rerecord_ = true;
+        fallback_reason_ = std::string("recorded per batch: ") + e.what();
+        if (std::getenv("METALNN_CUDA_GRAPH_LOG"))
+          std::fprintf(stderr, "metalnn: CUDA graph %s\n", fallback_reason_.c_str());
+      }
+    }
+    Frame initial = frame;
     try {
-      graphs_->run([&] { program_->run(frame); }, inputs);
+      graphs_->rerecord([&] { program_->run(frame); }, inputs);
       return;
     } catch (const std::exception& e) {
       // Not expected after a clean probe. The rerun repeats host-side counters' advance
@@ -56,6 +87,25 @@ void Executor::run_batch(Frame& frame) {
   }
 #endif
   program_->run(frame);
+}
+
+Tensor Executor::stage_input(const Tensor& t, Batch& batch, int slot) {
+#ifdef METALNN_HAS_CUDA
+  if (device_.type == DeviceType::cuda) {
+    if (t.device().type != DeviceType::cpu) return to_device(to_host(t, "encode_batch"), device_, "encode_batch");
+    // Pinned staging: the copy to the device is queued on this thread's stream and overlaps
+    // the batch before; the executor's stream waits for it (CudaStream::submit).
+    Tensor host(cuda::pinned_allocate(t.nbytes()), t.shape(), t.dtype());
+    if (t.nbytes()) std::memcpy(host.raw(), t.raw(), t.nbytes());
+    Tensor dev = Tensor::empty(t.shape(), t.dtype(), device_);
+    cuda::copy_to_device_async(dev, host, "encode_batch");
+    batch.host_inputs.emplace_back(slot, host);
+    return dev;
+  }
+#endif
+  (void)batch;
+  (void)slot;
+  return t;
 }
 
 void Executor::off(const std::string& reason) {
@@ -72,7 +122,7 @@ std::shared_ptr<Batch> Executor::encode(const std::vector<std::pair<int, Tensor>
   for (const auto& [slot_index, tensor] : inputs) {
     if (slot_index < 0 || (size_t)slot_index >= batch->frame.slots.size())
       fail(ErrorKind::Value, "graph", "input slot ", slot_index, " out of range");
-    batch->frame.slots[(size_t)slot_index] = tensor;
+    batch->frame.slots[(size_t)slot_index] = stage_input(tensor, *batch, slot_index);
   }
   {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -82,11 +132,12 @@ std::shared_ptr<Batch> Executor::encode(const std::vector<std::pair<int, Tensor>
   }
   CommandList list;
   Batch* raw = batch.get();  // kept alive by the completion callback below
-  list.add([this, raw] { run_batch(raw->frame); });
+  list.add([this, raw] { run_batch(*raw); });
   batch->event = stream_->submit(std::move(list));
   // On the event, not the list: a device stream completes it once the GPU has finished
   // (device errors included), which is when results may be read.
   batch->event->on_complete([this, batch, cb = std::move(on_complete)](const Event&) {
+    batch->host_inputs.clear();  // the GPU is done with the staging copies
     if (cb) {
       try {
         cb(*batch);
@@ -116,6 +167,25 @@ int64_t Executor::graph_launches() const {
   return 0;
 }
 
+int64_t Executor::graph_captures() const {
+#ifdef METALNN_HAS_CUDA
+  if (graphs_) return graphs_->captures();
+#endif
+  return 0;
+}
+
 std::string Executor::graph_fallback_reason() const { return fallback_reason_; }
+
+std::string Executor::graph_mode() const {
+  if (!graphs_) return "eager";
+  if (!capture_) return "off";
+  if (batches_run_ == 0) return "probe";
+  return rerecord_ ? "rerecord" : "replay";
+}
+
+std::atomic<int64_t>& parameter_epoch() {
+  static std::atomic<int64_t> epoch{0};
+  return epoch;
+}
 
 }  // namespace metalnn::graph

@@ -34,7 +34,9 @@ std::pair<Tensor, std::shared_ptr<DropoutState>> dropout_forward(const Tensor& x
   auto p = desc.params();
   dispatch(op, x.device(), [&] { cpu::dropout_forward(x, y, mask, p); },
            [&] { metal::dropout_forward(x, y, mask, p); },
-           cuda_kernel([&] { cuda::dropout_forward(x, y, mask, p); }));
+           cuda_kernel([&] {
+             cuda::dropout_forward(x, y, mask, p, {desc.device_counter, desc.counter_offset, desc.base_seed});
+           }));
   return {y, std::make_shared<DropoutState>(mask, desc)};
 }
 

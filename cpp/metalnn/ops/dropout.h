@@ -16,6 +16,12 @@ namespace metalnn {
 struct DropoutDescriptor {
   double keep_probability = 0.5;  // in (0, 1]; 1 is the identity
   uint64_t seed = 0;
+  // CUDA graph replay: when set, the seed is derived on the device from a counter word,
+  // seed = key(base_seed ^ key(*device_counter + counter_offset)) (key = mnn_dropout_key),
+  // the same as a graph step computes on the host, so every replay draws a fresh mask.
+  const int64_t* device_counter = nullptr;
+  int64_t counter_offset = 0;
+  uint64_t base_seed = 0;
 
   void validate(const char* op) const;
   MnnDropoutParams params() const;

@@ -6,6 +6,10 @@
 #include "metalnn/backend/cpu/loss.h"
 #include "metalnn/backend/cpu/storage.h"
 #include "metalnn/backend/cuda/loss.h"
+#ifdef METALNN_HAS_CUDA
+#include "metalnn/backend/cuda/graph_capture.h"
+#include "metalnn/backend/cuda/labels.h"
+#endif
 #include "metalnn/backend/metal/loss.h"
 #include "metalnn/core/copy.h"
 #include "metalnn/ops/check.h"
@@ -17,17 +21,33 @@ namespace {
 
 constexpr const char* kReductions[] = {"none", "sum", "mean"};
 
-// Copies class indices into int32, after checking every one lies in [0, c).
 template <class T>
-Tensor checked_indices(const char* op, const Tensor& labels, int64_t c) {
-  // Checked on the host: device labels (CUDA) come over and the copy goes back.
-  Tensor host = to_host(labels, op);
+void check_indices(const char* op, const Tensor& host, int64_t c) {
   const T* src = host.data<T>();
-  int64_t n = labels.numel();
+  int64_t n = host.numel();
   for (int64_t i = 0; i < n; ++i)
     if (src[i] < 0 || src[i] >= c)
       fail(ErrorKind::Value, op, "labels must be class indices in [0, ", c, "), got ", (int64_t)src[i],
            " at flat index ", i);
+}
+
+// Copies class indices into int32, after checking every one lies in [0, c).
+template <class T>
+Tensor checked_indices(const char* op, const Tensor& labels, int64_t c) {
+#ifdef METALNN_HAS_CUDA
+  if (labels.device().type == DeviceType::cuda) {
+    // Converted on the device, so a CUDA graph captured once converts each replayed batch;
+    // checked on the host copy (registered with the capture: before every replay).
+    auto check = [op, c](const Tensor& host) { check_indices<T>(op, host, c); };
+    if (!cuda::record_input_check(labels, check)) check(to_host(labels, op));
+    return cuda::labels_to_int32(labels, op);
+  }
+#endif
+  // Checked on the host.
+  Tensor host = to_host(labels, op);
+  check_indices<T>(op, host, c);
+  const T* src = host.data<T>();
+  const int64_t n = labels.numel();
   Tensor out = Tensor::empty(labels.shape(), DType::int32, host.device());
   int32_t* dst = out.data<int32_t>();
   for (int64_t i = 0; i < n; ++i) dst[i] = (int32_t)src[i];
@@ -36,6 +56,9 @@ Tensor checked_indices(const char* op, const Tensor& labels, int64_t c) {
 
 // A float32 copy of probability labels (the state must not change with the caller's array).
 Tensor float32_copy(const Tensor& src) {
+#ifdef METALNN_HAS_CUDA
+  if (src.device().type == DeviceType::cuda) return cuda::labels_to_float32(src, "softmax_cross_entropy_forward");
+#endif
   Tensor t = to_host(src, "softmax_cross_entropy_forward");
   Tensor out = Tensor::empty(t.shape(), DType::float32, t.device());
   if (t.dtype() == DType::float32) std::memcpy(out.raw(), t.raw(), t.nbytes());

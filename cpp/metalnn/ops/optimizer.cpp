@@ -205,11 +205,16 @@ void run_adam(const char* op, bool many, const std::vector<Tensor>& w, const std
                               {"v_max", desc.amsgrad ? &v_max : &kNone, desc.amsgrad, " when amsgrad=True"}});
   for (const auto& group : scale_groups(op, desc.base, w.size())) {
     const std::vector<size_t>& idx = group.second;
-    auto params = scaled(desc, group.first).params(step);
+    const AdamDescriptor group_desc = scaled(desc, group.first);
+    auto params = group_desc.params(step);
     auto part = pick(slots, idx);
     dispatch(op, w[0].device(), [&] { cpu::adam_step(part, params); },
              [&] { metal::adam_step(pick(metal_slots(slots, {&m, &v, desc.amsgrad ? &v_max : nullptr}), idx), params); },
-             cuda_kernel([&] { cuda::adam_step(part, params); }));
+             cuda_kernel([&] {
+               cuda::adam_step(part, params,
+                               {desc.device_step, desc.device_step_offset, group_desc.base.learning_rate, desc.beta1,
+                                desc.beta2});
+             }));
   }
 }
 

@@ -47,6 +47,11 @@ struct AdamDescriptor {
   OptimizerDescriptor base;
   double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
   bool amsgrad = false;
+  // CUDA graph replay: when set, the step t = *device_step + device_step_offset is read on
+  // the device and the bias correction computed there (the `step` argument is then the
+  // recording batch's value, checked as usual).
+  const int64_t* device_step = nullptr;
+  int64_t device_step_offset = 0;
 
   void validate(const char* op) const;
   MnnAdamParams params(int64_t step) const;

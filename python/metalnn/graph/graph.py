@@ -4,6 +4,7 @@ compiled to a C++ program and run batch after batch (MPSNNGraph)."""
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Callable
 
@@ -305,8 +306,9 @@ class Graph:
 
     def _bindable(self, a: np.ndarray):
         """What a parameter binds: the array itself on the CPU (zero-copy, trained in
-        place), a copy on another device."""
-        return _writable(a) if self._on_host else _core.Tensor(a, device=str(self.device))
+        place); on another device one copy per array memory, shared by every graph that
+        binds it (an inference graph sees its training graph's updates, as on the CPU)."""
+        return _writable(a) if self._on_host else _device_copy(a, str(self.device))
 
     def _optimizer_state(self, node, which: str, param, optimizer) -> list:
         key = (node.label, which)
@@ -556,6 +558,29 @@ def _overrides_update(ds) -> bool:
 
 def _writable(a: np.ndarray) -> np.ndarray:
     return a if a.flags.writeable and a.flags.c_contiguous else np.array(a, order="C")
+
+
+# (device, address, shape, dtype) -> (weak reference to the array owning the memory, device Tensor)
+_DEVICE_COPIES: dict[tuple, tuple] = {}
+
+
+def _device_copy(a: np.ndarray, device: str):
+    """The device copy of ``a`` that graphs share; dropped once the owning array is gone."""
+    root = a
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    key = (device, a.__array_interface__["data"][0], a.shape, a.dtype.str)
+    hit = _DEVICE_COPIES.get(key)
+    if hit is not None and hit[0]() is root:
+        return hit[1]
+    t = _core.Tensor(a, device=device)
+
+    def forget(ref, key=key):
+        if _DEVICE_COPIES.get(key, (None,))[0] is ref:
+            del _DEVICE_COPIES[key]
+
+    _DEVICE_COPIES[key] = (weakref.ref(root, forget), t)
+    return t
 
 
 def _counter(opt):

@@ -109,6 +109,30 @@ void release_deferred_frees() {
 }
 std::shared_ptr<Arena> thread_arena() { return t_arena; }
 
+std::shared_ptr<Buffer> pinned_allocate(size_t bytes) {
+  // Leaked on purpose, like the device allocator: buffers may outlive static destruction.
+  static auto* mutex = new std::mutex();
+  static auto* cache = new std::multimap<size_t, void*>();
+  size_t size = bytes ? Allocator::bucket_size(bytes) : 256;
+  void* p = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(*mutex);
+    auto it = cache->find(size);
+    if (it != cache->end()) {
+      p = it->second;
+      cache->erase(it);
+    }
+  }
+  if (!p && cudaHostAlloc(&p, size, cudaHostAllocDefault) != cudaSuccess) {
+    cudaGetLastError();
+    fail(ErrorKind::Memory, "allocator", "out of page-locked host memory allocating ", bytes, " bytes");
+  }
+  return std::make_shared<Buffer>(p, bytes, Device{DeviceType::cpu, 0}, [p, size] {
+    std::lock_guard<std::mutex> lock(*mutex);
+    cache->emplace(size, p);
+  });
+}
+
 Allocator& allocator() {
   // Leaked on purpose: buffers may outlive static destruction at interpreter exit.
   static auto* a = new CudaAllocator();

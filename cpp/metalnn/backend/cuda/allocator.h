@@ -34,4 +34,9 @@ std::shared_ptr<Arena> thread_arena();
 // once the captured graph is launched, or the capture abandoned).
 void release_deferred_frees();
 
+// Page-locked host memory (cached by size bucket) for batch inputs: copies from it to the
+// device are truly asynchronous. The block returns to the cache when the Buffer goes, so
+// release it only once the copies reading it have run.
+std::shared_ptr<Buffer> pinned_allocate(size_t bytes);
+
 }  // namespace metalnn::cuda

@@ -6,7 +6,11 @@ namespace {
 
 template <class S>
 __global__ void dropout_forward_kernel(const S* x, S* y, uint8_t* mask, int64_t n, uint64_t key,
-                                       uint32_t threshold, float scale) {
+                                       uint32_t threshold, float scale, DeviceSeed ds) {
+  if (ds.counter) {
+    uint64_t v = (uint64_t)(*ds.counter + ds.offset);
+    key = mnn_dropout_key(mnn_dropout_key(ds.base ^ mnn_dropout_key(v)));
+  }
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     uint32_t keep = mnn_dropout_keep(key, (uint64_t)i, threshold);
     mask[i] = (uint8_t)keep;
@@ -22,17 +26,18 @@ __global__ void dropout_backward_kernel(const S* dy, const uint8_t* mask, S* dx,
 
 }  // namespace
 
-void dropout_forward(const Tensor& x, const Tensor& y, const Tensor& mask, const MnnDropoutParams& p) {
+void dropout_forward(const Tensor& x, const Tensor& y, const Tensor& mask, const MnnDropoutParams& p,
+                     const DeviceSeed& ds) {
   int64_t n = x.numel();
   if (!n) return;
   auto s = current_stream();
   uint64_t key = mnn_dropout_key(p.seed);
   if (x.dtype() == DType::float16)
     dropout_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<__half>(), y.data<__half>(), mask.data<uint8_t>(),
-                                                          n, key, p.threshold, p.scale);
+                                                          n, key, p.threshold, p.scale, ds);
   else
     dropout_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<float>(), y.data<float>(), mask.data<uint8_t>(), n,
-                                                          key, p.threshold, p.scale);
+                                                          key, p.threshold, p.scale, ds);
   check_launch("dropout_forward");
 }
 

@@ -6,7 +6,15 @@
 
 namespace metalnn::cuda {
 
-void dropout_forward(const Tensor& x, const Tensor& y, const Tensor& mask, const MnnDropoutParams& p);
+// A seed read from device memory when the launch is replayed from a CUDA graph (counter
+// non-null): seed = key(base ^ key(*counter + offset)), p.seed ignored.
+struct DeviceSeed {
+  const int64_t* counter = nullptr;
+  int64_t offset = 0;
+  uint64_t base = 0;
+};
+void dropout_forward(const Tensor& x, const Tensor& y, const Tensor& mask, const MnnDropoutParams& p,
+                     const DeviceSeed& device_seed = {});
 void dropout_backward(const Tensor& dy, const Tensor& mask, const Tensor& dx, const MnnDropoutParams& p);
 
 }  // namespace metalnn::cuda

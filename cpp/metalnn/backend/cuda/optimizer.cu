@@ -17,6 +17,7 @@ struct SlotTable {
 
 struct Sgd {
   MnnSgdParams p;
+  __device__ void prepare() {}
   __device__ float operator()(float w, float g, float* const* st, int64_t i) const {
     g = mnn_optimizer_gradient(p.common, g, w);
     float lr = p.common.learning_rate;
@@ -28,6 +29,13 @@ struct Sgd {
 
 struct Adam {
   MnnAdamParams p;
+  AdamDeviceStep ds;
+  // Once per thread: the bias-corrected rate from the device's step counter.
+  __device__ void prepare() {
+    if (!ds.step) return;
+    double t = (double)(*ds.step + ds.offset);
+    p.lr_t = (float)(ds.learning_rate * sqrt(1.0 - pow(ds.beta2, t)) / (1.0 - pow(ds.beta1, t)));
+  }
   __device__ float operator()(float w, float g, float* const* st, int64_t i) const {
     g = mnn_optimizer_gradient(p.common, g, w);
     float m = p.beta1 * st[0][i] + p.one_minus_beta1 * g;
@@ -44,6 +52,7 @@ struct Adam {
 
 struct RmsProp {
   MnnRmsPropParams p;
+  __device__ void prepare() {}
   __device__ float operator()(float w, float g, float* const* st, int64_t i) const {
     g = mnn_optimizer_gradient(p.common, g, w);
     float s = p.decay * st[0][i] + p.one_minus_decay * (g * g);
@@ -56,6 +65,7 @@ struct RmsProp {
 // scan of the prefix sums (consecutive elements mostly share one).
 template <class S, class Rule>
 __global__ void step_kernel(SlotTable t, Rule rule) {
+  rule.prepare();
   const int64_t total = t.start[t.count];
   int k = 0;
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
@@ -100,8 +110,8 @@ void run(const char* op, const std::vector<cpu::OptimizerSlot>& slots, const Rul
 }  // namespace
 
 void sgd_step(const std::vector<cpu::OptimizerSlot>& slots, const MnnSgdParams& p) { run("sgd_step", slots, Sgd{p}); }
-void adam_step(const std::vector<cpu::OptimizerSlot>& slots, const MnnAdamParams& p) {
-  run("adam_step", slots, Adam{p});
+void adam_step(const std::vector<cpu::OptimizerSlot>& slots, const MnnAdamParams& p, const AdamDeviceStep& ds) {
+  run("adam_step", slots, Adam{p, ds});
 }
 void rmsprop_step(const std::vector<cpu::OptimizerSlot>& slots, const MnnRmsPropParams& p) {
   run("rmsprop_step", slots, RmsProp{p});

@@ -9,7 +9,15 @@
 namespace metalnn::cuda {
 
 void sgd_step(const std::vector<cpu::OptimizerSlot>& slots, const MnnSgdParams& p);
-void adam_step(const std::vector<cpu::OptimizerSlot>& slots, const MnnAdamParams& p);  // state: m, v, v_max
+// Adam's step read on the device (CUDA graph replay): t = *step + offset, and
+// lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t) in double, as the host computes it.
+struct AdamDeviceStep {
+  const int64_t* step = nullptr;
+  int64_t offset = 0;
+  double learning_rate = 0.0, beta1 = 0.0, beta2 = 0.0;
+};
+void adam_step(const std::vector<cpu::OptimizerSlot>& slots, const MnnAdamParams& p,
+               const AdamDeviceStep& device_step = {});  // state: m, v, v_max
 void rmsprop_step(const std::vector<cpu::OptimizerSlot>& slots, const MnnRmsPropParams& p);
 
 }  // namespace metalnn::cuda
