@@ -9,6 +9,7 @@
 #include "metalnn/backend/cpu/conv_half.h"
 #include "metalnn/backend/cpu/conv_patches.h"
 #include "metalnn/backend/cpu/conv_storage.h"
+#include "metalnn/backend/cpu/conv_winograd.h"
 #include "metalnn/core/thread_pool.h"
 
 namespace metalnn::cpu {
@@ -164,7 +165,8 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
   }
   FloatView wf(w), bf(p.has_bias ? bias : Tensor());
   ep.bias = bf.get();
-  forward_f32(x, wf.get(), ep, y, p);
+  if (winograd_for_forward(p)) winograd_forward(x, wf.get(), false, ep, y, p);
+  else forward_f32(x, wf.get(), ep, y, p);
 }
 
 void conv2d_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx, const MnnConv2dParams& p) {
@@ -177,6 +179,10 @@ void conv2d_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx, 
   // (e.g. dx of a 1-channel input image), where that forward has almost no N axis.
   const ConvDims d(p);
   bool as_forward = backward_input_as_forward(p);
+  if (as_forward && winograd_for_forward(flipped_params(p))) {
+    winograd_forward(dy, wf.get(), true, Epilogue{}, dx, flipped_params(p));
+    return;
+  }
   if (as_forward) {
     const double flipped = ForwardPlan(ConvDims(flipped_params(p))).cost();
     as_forward = flipped <= gemm_cost(col2im_plan(d), false) + 2.0 * d.K * d.P;
@@ -190,6 +196,10 @@ void conv2d_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx, 
 }
 
 void conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw, const MnnConv2dParams& p) {
+  if (winograd_for_weight(p)) {
+    winograd_backward_weight(dy, x, dw, p);
+    return;
+  }
   const ConvDims d(p);
   const PatchIndex idx(p);
   // Per image: dw_g^T (K x Og) += patches (K x P) * dy_g^T (P x Og), both operands

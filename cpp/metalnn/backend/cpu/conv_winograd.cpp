@@ -1,0 +1,277 @@
+#include "metalnn/backend/cpu/conv_winograd.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "metalnn/backend/cpu/blas.h"
+#include "metalnn/backend/cpu/conv_gemm.h"
+#include "metalnn/backend/cpu/conv_storage.h"
+#include "metalnn/backend/cpu/conv_winograd_tiles.h"
+#include "metalnn/core/thread_pool.h"
+
+namespace metalnn::cpu {
+namespace {
+
+using winograd::Geometry;
+using winograd::Kernels;
+using winograd::TileBlock;
+
+enum class Algo { automatic, im2col, winograd };
+
+// Read per call, so tests and benchmarks can switch paths inside one process.
+Algo algo_from_env() {
+  const char* v = std::getenv("METALNN_CONV_ALGO");
+  if (!v || !*v || !std::strcmp(v, "auto")) return Algo::automatic;
+  if (!std::strcmp(v, "im2col")) return Algo::im2col;
+  if (!std::strcmp(v, "winograd")) return Algo::winograd;
+  return Algo::automatic;
+}
+
+bool supported(const MnnConv2dParams& p) {
+  return p.stride_y == 1 && p.stride_x == 1 && p.dilation_y == 1 && p.dilation_x == 1 && p.groups == 1 &&
+         p.accumulation == MNN_ACCUMULATE_FLOAT && p.kernel_height == p.kernel_width &&
+         (p.kernel_height == 3 || p.kernel_height == 5) && p.out_height > 0 && p.out_width > 0;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Relative costs in flop-equivalents per transformed element (gathers and scatters are
+// scalar), and the products' efficiency against im2col's longer ones; measured on Zen 4.
+constexpr double kInputCost = 24.0, kOutputCost = 20.0, kGemmEfficiency = 0.8;
+
+double winograd_cost(const MnnConv2dParams& p, const Kernels& k) {
+  const double tiles = (double)ceil_div(p.out_height, k.m) * ceil_div(p.out_width, k.m) * p.batch;
+  const double a2 = (double)k.alpha * k.alpha, C = p.in_channels, O = p.out_channels;
+  return tiles * a2 * (2.0 * O * C / kGemmEfficiency + C * kInputCost + O * kOutputCost);
+}
+
+double im2col_cost(const MnnConv2dParams& p) {
+  return 2.0 * p.batch * p.out_height * p.out_width * p.out_channels * p.in_channels * p.kernel_height *
+         p.kernel_width;
+}
+
+// The cheapest tile size built for this kernel size (smaller alpha on ties: less rounding).
+const Kernels* pick(const MnnConv2dParams& p) {
+  const Kernels* best = nullptr;
+  double best_cost = 0.0;
+  for (int m : {2, 4, 6}) {
+    const Kernels* k = winograd::kernels_for(m, p.kernel_height);
+    if (!k) continue;
+    const double c = winograd_cost(p, *k);
+    if (!best || c < best_cost * 0.98) best = k, best_cost = c;
+  }
+  return best;
+}
+
+bool choose(const MnnConv2dParams& p, double im2col_factor) {
+  if (!supported(p)) return false;
+  switch (algo_from_env()) {
+    case Algo::im2col: return false;
+    case Algo::winograd: return true;
+    default: break;
+  }
+  return winograd_cost(p, *pick(p)) < im2col_cost(p) * im2col_factor;
+}
+
+constexpr int64_t kLaneMultiple = 64;  // the GEMM's widest register panel (AVX-512: 4 x 16)
+
+// Tile rows per block: little lane padding, near `target` tiles, every thread busy.
+struct BlockPlan {
+  int64_t rows_total, rows_per_block, blocks, lanes;
+  BlockPlan(const Geometry& g, int64_t images, int64_t target) {
+    rows_total = images * g.th;
+    const int64_t cap = std::max<int64_t>(1, ceil_div(rows_total, num_threads()));
+    double best = 1e30;
+    rows_per_block = 1;
+    for (int64_t rb = 1; rb <= cap; ++rb) {
+      const int64_t tiles = rb * g.tw;
+      if (rb > 1 && tiles > 2 * target) break;
+      const double pad = (double)ceil_div(tiles, kLaneMultiple) * kLaneMultiple / tiles;
+      const double score = pad * (1.0 + 0.1 * std::fabs(std::log2((double)tiles / target)));
+      if (score < best) best = score, rows_per_block = rb;
+    }
+    blocks = ceil_div(rows_total, rows_per_block);
+    lanes = ceil_div(rows_per_block * g.tw, kLaneMultiple) * kLaneMultiple;
+  }
+  TileBlock block(const Geometry& g, int64_t b) const {
+    const int64_t first = b * rows_per_block;
+    return TileBlock{first, std::min(rows_per_block, rows_total - first), g.tw, g.th, lanes};
+  }
+};
+
+Geometry geometry(const MnnConv2dParams& p, const Kernels& k) {
+  return Geometry{p.in_channels, p.out_channels, ceil_div(p.out_height, k.m), ceil_div(p.out_width, k.m), k.m, k.r};
+}
+
+float* grow(std::vector<float>& v, int64_t n) {
+  if ((int64_t)v.size() < n) v.resize((size_t)n);
+  return v.data();
+}
+
+// Per-thread buffers, grown once and reused, so a training step does not allocate.
+struct Scratch {
+  std::vector<float> V, Mb, stage, in, out, row;
+  std::vector<const float*> in_ptr;
+  std::vector<float*> out_ptr;
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+// The tile rows of image n that block b covers: [lo, hi) (image-relative).
+void tile_rows(const TileBlock& b, int64_t n, int64_t& lo, int64_t& hi) {
+  lo = std::max(b.first_row, n * b.th) - n * b.th;
+  hi = std::min(b.first_row + b.rows, (n + 1) * b.th) - n * b.th;
+}
+
+// Copies rows [y0, y1) of the zero-padded, tile-aligned planes (C, ph, pw) of image n of t
+// (C, h, w), whose element (y, x) is t's (y - top, x - left) or zero outside: float16 is
+// widened here.
+void pad_rows(const Tensor& t, int64_t n, int64_t C, int64_t h, int64_t w, int64_t top, int64_t left, int64_t ph,
+              int64_t pw, int64_t y0, int64_t y1, float* dst) {
+  const bool half = t.dtype() == DType::float16;
+  const int64_t x0 = std::max<int64_t>(0, left), x1 = std::min<int64_t>(pw, left + w);  // copied columns
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t y = y0; y < y1; ++y) {
+      float* d = dst + (c * ph + y) * pw;
+      const int64_t sy = y - top;
+      if (sy < 0 || sy >= h || x1 <= x0) {
+        std::fill(d, d + pw, 0.f);
+        continue;
+      }
+      std::fill(d, d + x0, 0.f);
+      std::fill(d + x1, d + pw, 0.f);
+      const int64_t at = ((n * C + c) * h + sy) * w + (x0 - left);
+      if (half) half_to_float_n(t.data<uint16_t>() + at, d + x0, (size_t)(x1 - x0));
+      else std::memcpy(d + x0, t.data<float>() + at, sizeof(float) * (size_t)(x1 - x0));
+    }
+}
+
+// Padded input planes of the images block b touches, each row range it reads.
+void input_planes(const Tensor& x, const MnnConv2dParams& p, const Geometry& g, const TileBlock& b, Scratch& s) {
+  const int64_t n0 = b.first_image(), n1 = b.last_image(), size = g.C * g.in_h() * g.in_w();
+  float* buf = grow(s.in, (n1 - n0 + 1) * size);
+  s.in_ptr.resize((size_t)(n1 - n0 + 1));
+  for (int64_t n = n0; n <= n1; ++n) {
+    int64_t lo, hi;
+    tile_rows(b, n, lo, hi);
+    float* dst = buf + (n - n0) * size;
+    pad_rows(x, n, g.C, p.in_height, p.in_width, p.pad_top, p.pad_left, g.in_h(), g.in_w(), lo * g.m,
+             hi * g.m + g.r - 1, dst);
+    s.in_ptr[(size_t)(n - n0)] = dst;
+  }
+}
+
+}  // namespace
+
+bool winograd_for_forward(const MnnConv2dParams& p) { return choose(p, 1.0); }
+
+bool winograd_for_weight(const MnnConv2dParams& p) { return choose(p, 1.0); }
+
+void winograd_forward(const Tensor& x, const float* w, bool flip, const Epilogue& ep, const Tensor& y,
+                      const MnnConv2dParams& p) {
+  const Kernels& k = *pick(p);
+  const Geometry g = geometry(p, k);
+  const int64_t a2 = (int64_t)k.alpha * k.alpha, OH = p.out_height, OW = p.out_width, ys = g.O * OH * OW;
+  const int64_t out_size = g.O * g.out_h() * g.out_w();
+  const BlockPlan bp(g, p.batch, 128);
+  const GemmPlan gp = gemm_plan(g.O, bp.lanes, g.C);
+  // Transformed weights, packed once per call as the products' A operands.
+  thread_local std::vector<float> U, packed;
+  k.weights(w, g.O, g.C, flip, grow(U, a2 * g.O * g.C));
+  float* upk = grow(packed, a2 * gp.a_size());
+  for (int64_t xi = 0; xi < a2; ++xi) gemm_pack_a(gp, U.data() + xi * g.O * g.C, g.C, false, upk + xi * gp.a_size());
+
+  parallel_for(bp.blocks, 1, [&](int64_t b0, int64_t b1) {
+    Scratch& s = scratch();
+    const TileBlock b = bp.block(g, 0);
+    float* V = grow(s.V, winograd::transformed_size(k, b, g.C));
+    float* Mb = grow(s.Mb, winograd::transformed_size(k, b, g.O));
+    float* stage = grow(s.stage, winograd::stage_size(k, b));
+    const int64_t vx = b.xi_stride(g.C), mx = b.xi_stride(g.O);
+    for (int64_t bi = b0; bi < b1; ++bi) {
+      const TileBlock tb = bp.block(g, bi);
+      const int64_t n0 = tb.first_image(), n1 = tb.last_image();
+      input_planes(x, p, g, tb, s);
+      k.input(g, tb, s.in_ptr.data(), V, stage);
+      for (int64_t xi = 0; xi < a2; ++xi)
+        gemm(gp, {upk + xi * gp.a_size(), 0}, {V + xi * vx, bp.lanes}, Mb + xi * mx, bp.lanes, false, false);
+      float* planes = grow(s.out, (n1 - n0 + 1) * out_size);
+      s.out_ptr.resize((size_t)(n1 - n0 + 1));
+      for (int64_t n = n0; n <= n1; ++n) s.out_ptr[(size_t)(n - n0)] = planes + (n - n0) * out_size;
+      k.output(g, tb, Mb, s.out_ptr.data());
+      // Clip the tile planes into y, running the epilogue on each channel's rows while in cache.
+      for (int64_t n = n0; n <= n1; ++n) {
+        int64_t lo, hi;
+        tile_rows(tb, n, lo, hi);
+        const int64_t r0 = lo * g.m, r1 = std::min(hi * g.m, OH), len = (r1 - r0) * OW;
+        const float* src = s.out_ptr[(size_t)(n - n0)];
+        for (int64_t o = 0; o < g.O; ++o) {
+          const int64_t at = n * ys + o * OH * OW + r0 * OW;
+          float* dst = y.dtype() == DType::float32 ? y.data<float>() + at : grow(s.row, len);
+          for (int64_t r = r0; r < r1; ++r)
+            std::memcpy(dst + (r - r0) * OW, src + (o * g.out_h() + r) * g.out_w(), sizeof(float) * (size_t)OW);
+          ep.channel_row(dst, len, at, o);
+          if (y.dtype() == DType::float16) float_to_half_n(dst, y.data<uint16_t>() + at, (size_t)len);
+        }
+      }
+    }
+  });
+}
+
+void winograd_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw, const MnnConv2dParams& p) {
+  const Kernels& k = *pick(p);
+  const Geometry g = geometry(p, k);
+  const int64_t a2 = (int64_t)k.alpha * k.alpha, us = a2 * g.O * g.C;
+  const int64_t out_size = g.O * g.out_h() * g.out_w();
+  // Long products (K = tiles) amortise the per-call cost; one partial sum per thread.
+  const BlockPlan bp(g, p.batch, 256);
+  const int64_t T = std::max<int64_t>(1, std::min<int64_t>(num_threads(), bp.blocks));
+  thread_local std::vector<float> partial;
+  float* part = grow(partial, T * us);
+  std::fill(part, part + T * us, 0.f);
+  parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
+    Scratch& s = scratch();
+    const TileBlock b = bp.block(g, 0);
+    float* V = grow(s.V, winograd::transformed_size(k, b, g.C));
+    float* dM = grow(s.Mb, winograd::transformed_size(k, b, g.O));
+    float* stage = grow(s.stage, winograd::stage_size(k, b));
+    const int64_t vx = b.xi_stride(g.C), mx = b.xi_stride(g.O);
+    for (int64_t t = t0; t < t1; ++t) {
+      float* acc = part + t * us;
+      for (int64_t bi = bp.blocks * t / T; bi < bp.blocks * (t + 1) / T; ++bi) {
+        const TileBlock tb = bp.block(g, bi);
+        const int64_t n0 = tb.first_image(), n1 = tb.last_image();
+        input_planes(x, p, g, tb, s);
+        k.input(g, tb, s.in_ptr.data(), V, stage);
+        // dy as tile-aligned planes, zero past the output's edges.
+        float* planes = grow(s.out, (n1 - n0 + 1) * out_size);
+        s.out_ptr.resize((size_t)(n1 - n0 + 1));
+        for (int64_t n = n0; n <= n1; ++n) {
+          int64_t lo, hi;
+          tile_rows(tb, n, lo, hi);
+          float* dst = planes + (n - n0) * out_size;
+          pad_rows(dy, n, g.O, p.out_height, p.out_width, 0, 0, g.out_h(), g.out_w(), lo * g.m, hi * g.m, dst);
+          s.out_ptr[(size_t)(n - n0)] = dst;
+        }
+        k.output_adjoint(g, tb, s.out_ptr.data(), dM, stage);
+        for (int64_t xi = 0; xi < a2; ++xi)
+          sgemm(false, true, g.O, g.C, bp.lanes, 1.f, dM + xi * mx, bp.lanes, V + xi * vx, bp.lanes, 1.f,
+                acc + xi * g.O * g.C, g.C);
+      }
+    }
+  });
+  for (int64_t t = 1; t < T; ++t) {
+    const float* src = part + t * us;
+    for (int64_t i = 0; i < us; ++i) part[i] += src[i];
+  }
+  FloatOut out(dw);
+  k.weights_adjoint(part, g.O, g.C, out.get());
+  out.finish();
+}
+
+}  // namespace metalnn::cpu
