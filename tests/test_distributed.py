@@ -340,3 +340,20 @@ def test_mismatched_ranks_raise_clear_errors(mpi_runs):
         assert "built a different graph" in errors.get("graph", ""), errors
         assert "built a different graph or fed other per-rank batch shapes" in errors.get("batch", ""), errors
         assert "world size 2 does not divide the global batch of 11" in errors.get("shard", ""), errors
+
+
+def test_docs_page_python_runs(capsys):
+    """docs/distributed.md: its Python runs as written (one process; the shell blocks launch more)."""
+    import re
+
+    text = open(os.path.join(HERE, "..", "docs", "distributed.md")).read()
+    blocks = re.findall(r"^```python\n(.*?)^```$", text, re.M | re.S)
+    assert blocks and "mpirun -n 2" in text and "torchrun --nproc_per_node 2" in text
+    mnn.distributed.finalize()
+    try:
+        scope = {"__name__": "docs_distributed"}
+        for block in blocks:
+            exec(compile(block, "docs/distributed.md", "exec"), scope)
+    finally:
+        mnn.distributed.finalize()
+    assert np.isfinite(scope["loss"]) and "loss " in capsys.readouterr().out

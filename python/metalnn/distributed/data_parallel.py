@@ -139,7 +139,10 @@ class DataParallel:
         positions = start_positions([[grads.index(s) for s in b] for b in buckets], [produced[s] for s in grads])
         elements = [sum(c.slot_bytes[s] // 4 for s in b) for b in buckets]
         comm = self._gradient_comm(c.graph)
+        starts: list[tuple[str, tuple]]
+        finish: tuple[str, tuple]
         if c.graph.device.type == "cpu":
+            assert self._worker is not None
             engine = MpiGradientEngine(self._worker, elements, self.options.deterministic, self.timeout)
             starts = [("python", (engine.start_step(k), list(b))) for k, b in enumerate(buckets)]
             finish = ("python", (engine.finish_step(buckets), [s for b in buckets for s in b]))
@@ -209,9 +212,10 @@ class DataParallel:
     def _broadcast_state(self, graph) -> None:
         params = self._parameters(graph)
         if graph.device.type == "cpu":
-            MPI_comm = self.comm._mpi_comm
+            mpi = self.comm._mpi_comm
+            assert mpi is not None  # checked in __init__
             for p in params:
-                MPI_comm.Bcast(p.value, root=0)  # numpy views: the data sources' arrays themselves
+                mpi.Bcast(p.value, root=0)  # numpy views: the data sources' arrays themselves
         else:
             ctrl = self.comm._control_nccl()
             for p in params:

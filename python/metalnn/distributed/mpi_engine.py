@@ -34,7 +34,8 @@ class _Worker:
             done.set()
 
     def submit(self, fn) -> tuple[threading.Event, list]:
-        done, errors = threading.Event(), []
+        done = threading.Event()
+        errors: list[BaseException] = []
         self.jobs.put((fn, done, errors))
         return done, errors
 
@@ -49,7 +50,8 @@ class MpiGradientEngine:
         self.worker, self.deterministic, self.timeout = worker, deterministic, timeout
         self.world = worker.comm.Get_size()
         self.buffers = [np.empty(n, np.float32) for n in bucket_elements]
-        self.gathered = [np.empty((self.world, n), np.float32) for n in bucket_elements] if deterministic else None
+        # Deterministic mode: every rank's copy of each bucket.
+        self.gathered = [np.empty((self.world if deterministic else 0, n), np.float32) for n in bucket_elements]
         self.pending: list = [None] * len(bucket_elements)
 
     def _reduce(self, b: int) -> None:

@@ -1,6 +1,7 @@
 """Train an InceptionV3-style network on synthetic pattern images and time the training steps.
 
     python -m metalnn.examples.inception [--steps 250] [--batch-size 32] [--device cpu|cuda] [--seed 0]
+    torchrun --nproc_per_node 2 -m metalnn.examples.inception --distributed --device cuda
 
 The network, as a graph (every convolution followed by batch norm + ReLU):
 
@@ -15,7 +16,8 @@ to a minute or two). The data: images of ``--classes`` stripe / checker patterns
 frequency, phase, colour and noise, generated from ``--seed``. The training graph is derived
 from the loss node (``Graph.training``); batches are double-buffered. Prints the per-step loss,
 images/s, total time and the accuracy of the inference graph (running batch-norm statistics)
-on fresh images.
+on fresh images. ``--distributed``: data-parallel over the processes of mpirun / torchrun, each
+taking its shard of every global batch (``--batch-size`` per process); rank 0 prints.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import argparse
 
 import numpy as np
 
+from .. import distributed, num_threads, set_num_threads
 from .. import graph as g
-from .. import num_threads, set_num_threads
 from ..graph.data_source import ConvolutionWeights
 from ..graph.optimizers import SGD, Adam
 from ._loop import Progress, add_run_arguments, check_run_arguments, share_parameters, summary_line, train
@@ -161,6 +163,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--learning-rate", type=float, default=None, help="default 3e-3 (Adam) / 0.05 (SGD)")
     add_run_arguments(p, 1024, "fresh images for the final accuracy")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes of mpirun / torchrun (--batch-size per process)")
     args = p.parse_args(argv)
     check_run_arguments(p, args)
     return args
@@ -170,6 +174,10 @@ def main(argv=None) -> dict:
     """Trains; returns {"loss": per-step losses, "time_s", "images_per_s", "accuracy" (on fresh
     images), "device", "steps", "batch_size"}."""
     args = parse_args(argv)
+    if args.distributed:
+        distributed.init()  # first: each rank takes its GPU before CUDA starts
+    rank, world = distributed.rank(), distributed.world_size()
+    say = print if rank == 0 else (lambda *a, **k: None)
     if args.threads:
         set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
@@ -181,29 +189,32 @@ def main(argv=None) -> dict:
         opt = SGD(learning_rate=args.learning_rate or 0.05, momentum=0.9)
     src, logits, loss, builder = inception_network(args.classes, args.image_size, opt, seed=args.seed,
                                                    width=args.width)
-    training = g.Graph.training(loss, device=args.device)
+    training = g.Graph.training(loss, device=args.device, distributed=args.distributed)
     inference = g.Graph(logits, device=args.device)
     share_parameters(training, inference, x_train[:args.batch_size], y_train[:args.batch_size])
     bs, n = args.batch_size, len(x_train)
-    order = np.concatenate([rng.permutation(n) for _ in range((args.steps * bs) // n + 1)])
-    print(f"metalnn: InceptionV3-style network ({len(builder.convolutions)} conv + batch-norm layers) on "
-          f"{training.device}, {args.classes} classes, {args.image_size}x{args.image_size} images, batch {bs}, "
-          f"{args.steps} steps, {num_threads()} thread(s)", flush=True)
+    gbs = bs * world  # the global batch; every rank takes its shard (the same order on every rank)
+    order = np.concatenate([rng.permutation(n) for _ in range((args.steps * gbs) // n + 1)])
+    say(f"metalnn: InceptionV3-style network ({len(builder.convolutions)} conv + batch-norm layers) on "
+        f"{training.device}, {args.classes} classes, {args.image_size}x{args.image_size} images, batch {bs}"
+        f"{f' x {world} processes' if world > 1 else ''}, {args.steps} steps, {num_threads()} thread(s)", flush=True)
 
     def batch(i):
-        idx = order[i * bs:(i + 1) * bs]
+        idx = order[i * gbs:(i + 1) * gbs][rank * bs:(rank + 1) * bs]
         return x_train[idx], y_train[idx]
 
-    result = train(training, batch, args.steps, bs, Progress(args.steps, "inception", args.quiet, args.log_every))
+    progress = Progress(args.steps, "inception", args.quiet or rank != 0, args.log_every)
+    result = train(training, batch, args.steps, bs, progress)
+    result["images_per_s"] *= world  # every rank's images
     training.synchronize()
     correct = 0
     for i in range(0, len(x_test), 128):
         out = inference.run(np.ascontiguousarray(x_test[i:i + 128])).result
         correct += int(np.sum(np.argmax(np.asarray(out), axis=1) == y_test[i:i + 128]))
     accuracy = correct / len(x_test)
-    print(summary_line("inception", result))
-    print(f"test accuracy on {len(x_test)} fresh images: {accuracy * 100:.1f}% (chance {100 / args.classes:.0f}%)")
-    result.update(accuracy=accuracy, device=str(training.device), steps=args.steps, batch_size=bs)
+    say(summary_line("inception", result))
+    say(f"test accuracy on {len(x_test)} fresh images: {accuracy * 100:.1f}% (chance {100 / args.classes:.0f}%)")
+    result.update(accuracy=accuracy, device=str(training.device), steps=args.steps, batch_size=bs, world_size=world)
     return result
 
 

@@ -1,0 +1,105 @@
+"""Data-parallel training on two GPUs (NCCL): two processes started by torchrun (the TCP
+rendezvous, NCCL all-reduce, broadcast and all-gather) match one GPU on the global batch.
+Skipped without two GPUs and a CUDA build."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import metalnn as mnn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import distributed_worker as worker  # noqa: E402
+
+
+def _gpus() -> int:
+    if not any(d.type == "cuda" for d in mnn.available_devices()) or not shutil.which("nvidia-smi"):
+        return 0
+    r = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return sum(1 for line in r.stdout.splitlines() if line.startswith("GPU "))
+
+
+pytestmark = pytest.mark.skipif(_gpus() < 2 or not mnn._core.distributed.nccl_built,
+                                reason="needs two GPUs and metalnn built with CUDA")
+
+
+def _launch(scenarios: str, out) -> None:
+    env = dict(os.environ, NCCL_NVLS_ENABLE="0")  # never NVLink multicast on shared machines
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(HERE, "..", "python"), env.get("PYTHONPATH", "")])
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    if shutil.which("torchrun"):
+        cmd = ["torchrun", "--standalone", "--nproc_per_node=2"]
+    else:
+        cmd = ["mpirun", "--allow-run-as-root", "-n", "2", sys.executable]
+    cmd += [os.path.join(HERE, "distributed_worker.py"), scenarios, str(out), "--device", "cuda"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+
+
+def _load(out, scenario, rank):
+    with np.load(os.path.join(out, f"{scenario}.rank{rank}.npz")) as z:
+        arrays = {k: z[k] for k in z.files}
+    with open(os.path.join(out, f"{scenario}.rank{rank}.json")) as f:
+        return arrays, json.load(f)
+
+
+def _weights(arrays):
+    return {k[2:]: v for k, v in arrays.items() if k.startswith("w/")}
+
+
+def _single_gpu(loss, steps, global_batch):
+    g = mnn.Graph.training(loss, device="cuda")
+    for step in range(steps):
+        g.run(*worker.data(global_batch, step))
+    g.synchronize()
+    return {k: np.asarray(v.numpy() if isinstance(v, mnn.Tensor) else v) for k, v in g.parameters().items()}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dp_cuda")
+    _launch("digit,digit_det,broadcast,dropout,mismatch", out)
+    return out
+
+
+def test_two_gpus_match_one_gpu_on_the_global_batch(runs):
+    ref = _single_gpu(worker.digit(mnn.SGD(0.05, momentum=0.9)), worker.STEPS, 2 * worker.PER_RANK)
+    for scenario in ("digit", "digit_det"):
+        a0, info = _load(runs, scenario, 0)
+        a1, _ = _load(runs, scenario, 1)
+        w0, w1 = _weights(a0), _weights(a1)
+        assert set(w0) == set(ref)
+        for k in ref:
+            assert np.array_equal(w0[k], w1[k]), (scenario, k)  # the ranks end bitwise equal
+            np.testing.assert_allclose(w0[k], ref[k], rtol=1e-3, atol=1e-5, err_msg=f"{scenario} {k}")
+        assert len(info["plan"]["buckets"]) >= 2
+        assert info["steps"].index("allreduce.bucket0") < info["steps"].index("allreduce.finish")
+        assert a0["global_losses"][0] == a1["global_losses"][0]
+
+
+def test_rank0_weights_are_broadcast_over_nccl(runs):
+    ref = _single_gpu(worker.digit(mnn.SGD(0.05, momentum=0.9)), 2, 2 * worker.PER_RANK)
+    w0, w1 = _weights(_load(runs, "broadcast", 0)[0]), _weights(_load(runs, "broadcast", 1)[0])
+    for k in ref:
+        assert np.array_equal(w0[k], w1[k]), k
+        np.testing.assert_allclose(w1[k], ref[k], rtol=1e-3, atol=1e-5, err_msg=k)
+
+
+def test_dropout_ranks_stay_equal(runs):
+    w0, w1 = _weights(_load(runs, "dropout", 0)[0]), _weights(_load(runs, "dropout", 1)[0])
+    assert all(np.array_equal(w0[k], w1[k]) for k in w0)
+
+
+def test_mismatched_ranks_raise_over_nccl(runs):
+    for r in (0, 1):
+        errors = _load(runs, "mismatch", r)[1]["errors"]
+        assert "built a different graph" in errors.get("graph", ""), errors
+        assert "per-rank batch shapes" in errors.get("batch", ""), errors
