@@ -12,7 +12,7 @@ storage; inference at batch 1/64/1024 (float32, no tf32). Each row times
   - PyTorch eager (static device inputs; cuDNN, no benchmark mode), and
   - PyTorch with the whole step captured by torch.cuda.graph and replayed.
 Ratios are PyTorch time / metalnn time (above 1: metalnn faster). Element-wise kernel rows
-(relu, gelu, softmax, dropout) come first.
+(relu forward/backward, max-pool backward, gelu, softmax, dropout) come first.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _time(fn, sync, reps: int, warmup: int = 3) -> float:
 # -- element-wise kernels ---------------------------------------------------------------
 
 def elementwise_rows(dtype: str, reps: int) -> list:
-    """relu, gelu, softmax and dropout on (256, 64, 32, 32): metalnn vs torch, one row each."""
+    """relu fwd/bwd, max-pool bwd, gelu, softmax and dropout on (256, 64, 32, 32): metalnn vs torch."""
     import torch
 
     x = np.random.default_rng(0).standard_normal((256, 64, 32, 32)).astype(dtype)
@@ -54,8 +54,17 @@ def elementwise_rows(dtype: str, reps: int) -> list:
     def sync_m():
         mnn.ops.neuron_forward(mnn.Tensor(np.zeros(1, dtype), device="cuda"), "relu").numpy()
 
+    dym, dyt = mnn.Tensor(x, device="cuda"), xt.clone()
+    pm, pt = mnn.ops.max_pool2d_forward(xm, 2), torch.nn.functional.max_pool2d(xt, 2, return_indices=True)
+    pdym, pdyt = mnn.Tensor(np.asarray(pm[0]), device="cuda"), pt[0].clone()
+    # Last entry: bytes moved in units of x.nbytes (reads + writes; metalnn's int32 argmax), for GB/s.
     cases = [
         ("relu fwd", lambda: last.__setitem__("y", mnn.ops.neuron_forward(xm, "relu")), lambda: torch.relu(xt)),
+        ("relu bwd", lambda: last.__setitem__("y", mnn.ops.neuron_backward(dym, xm, "relu")),
+         lambda: torch.ops.aten.threshold_backward(dyt, xt, 0), 3),
+        ("max-pool 2x2 bwd", lambda: last.__setitem__("y", mnn.ops.max_pool2d_backward(pdym, pm[1])),
+         lambda: torch.ops.aten.max_pool2d_with_indices_backward(pdyt, xt, [2, 2], [2, 2], [0, 0], [1, 1], False,
+                                                                 pt[1]), 1.25 + 1.0 / x.itemsize),
         ("gelu fwd", lambda: last.__setitem__("y", mnn.ops.neuron_forward(xm, "gelu")),
          lambda: torch.nn.functional.gelu(xt)),
         ("softmax(C=64) fwd", lambda: last.__setitem__("y", mnn.ops.softmax_forward(xm)),
@@ -64,10 +73,11 @@ def elementwise_rows(dtype: str, reps: int) -> list:
          lambda: torch.nn.functional.dropout(xt, 0.5)),
     ]
     rows = []
-    for name, fm, ft in cases:
+    for name, fm, ft, *traffic in cases:
         tm = _time(fm, sync_m, reps)
         tt = _time(ft, torch.cuda.synchronize, reps)
-        rows.append((f"{name} {dtype} {tuple(x.shape)}", tm * 1e3, tt * 1e3, tt / tm, 2 * x.nbytes / tm / 1e9))
+        moved = (traffic[0] if traffic else 2) * x.nbytes
+        rows.append((f"{name} {dtype} {tuple(x.shape)}", tm * 1e3, tt * 1e3, tt / tm, moved / tm / 1e9))
     return rows
 
 

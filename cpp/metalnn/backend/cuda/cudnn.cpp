@@ -115,6 +115,7 @@ struct Plan {
   int algo = -1;
   size_t workspace = 0;
   bool usable = false;
+  bool timed = false;  // chosen by cudnnFind (measured), not by the heuristic
 };
 
 std::string key_of(Dir dir, const MnnConv2dParams& p, bool half, int math) {
@@ -140,9 +141,39 @@ H handle(const char* op) {
   return t.h;
 }
 
-const Plan* plan_for(const char* op, Dir dir, const MnnConv2dParams& p, bool half) {
+// Fastest algorithm with the asked numerics (cudnnFind: every algorithm run and timed on the
+// handle's stream, sorted by time), or the heuristic's first pick when `timed` is false (inside
+// a capture). A failed timed search keeps an earlier heuristic choice.
+void choose_algorithm(const char* op, Dir dir, int math, Plan& pl, bool timed) {
   const Lib& l = lib();
-  if (!l.ok) return nullptr;
+  H hd = handle(op);
+  AlgoPerf perf[16];
+  int count = 0, st = -1;
+  if (dir == kFwd)
+    st = (timed ? l.find_fwd : l.get_fwd)(hd, pl.x, pl.w, pl.conv, pl.y, 16, &count, perf);
+  else if (dir == kBwdData)
+    st = (timed ? l.find_bwd_data : l.get_bwd_data)(hd, pl.w, pl.y, pl.conv, pl.x, 16, &count, perf);
+  else
+    st = (timed ? l.find_bwd_filter : l.get_bwd_filter)(hd, pl.x, pl.y, pl.conv, pl.w, 16, &count, perf);
+  cudaGetLastError();
+  pl.timed = pl.timed || timed;  // tried once; not searched again
+  if (st != 0) return;
+  for (int i = 0; i < count; ++i) {
+    // Same numerics as asked: no tensor-core algorithm slips into a no-tf32 fp32 plan.
+    if (perf[i].status != 0 || (math == kFmaMath && perf[i].math_type != kFmaMath && perf[i].math_type != kDefaultMath))
+      continue;
+    if (perf[i].memory > ((size_t)1 << 31)) continue;
+    pl.algo = perf[i].algo;
+    pl.workspace = perf[i].memory;
+    pl.usable = true;
+    break;
+  }
+}
+
+// Copies the plan out under the lock: a later timed search may change the cached one.
+bool plan_for(const char* op, Dir dir, const MnnConv2dParams& p, bool half, Plan& out) {
+  const Lib& l = lib();
+  if (!l.ok) return false;
   // fp16 storage: tensor cores; fp32: tf32 tensor cores only when allowed, else FMA kernels.
   int math = half ? kTensorOpMath : (allow_tf32() ? kDefaultMath : kFmaMath);
   bool half_acc = half && p.accumulation == MNN_ACCUMULATE_HALF;
@@ -150,8 +181,16 @@ const Plan* plan_for(const char* op, Dir dir, const MnnConv2dParams& p, bool hal
   static std::unordered_map<std::string, Plan> plans;
   std::string key = key_of(dir, p, half, math);
   std::lock_guard<std::mutex> lock(mutex);
+  // Timed search outside captures (it waits for the GPU); the heuristic inside one, measured
+  // again at the first call outside a capture (a graph captured before keeps its algorithm).
+  const bool timed = !capturing(current_stream());
   auto it = plans.find(key);
-  if (it != plans.end()) return it->second.usable ? &it->second : nullptr;
+  if (it != plans.end()) {
+    Plan& old = it->second;
+    if (old.usable && !old.timed && timed) choose_algorithm(op, dir, math, old, true);
+    out = old;
+    return old.usable;
+  }
   Plan& pl = plans[key];
   int dt = half ? kHalf : kFloat;
   const int G = p.groups;
@@ -169,31 +208,10 @@ const Plan* plan_for(const char* op, Dir dir, const MnnConv2dParams& p, bool hal
     int n, c, h, w;
     ok = l.get_out_dim(pl.conv, pl.x, pl.w, &n, &c, &h, &w) == 0 && h == p.out_height && w == p.out_width;
   }
-  if (!ok) return nullptr;
-  H hd = handle(op);
-  AlgoPerf perf[16];
-  int count = 0, st = -1;
-  // Timed search outside captures (it waits for the GPU); the heuristic inside one.
-  bool timed = !capturing(current_stream());
-  if (dir == kFwd)
-    st = (timed ? l.find_fwd : l.get_fwd)(hd, pl.x, pl.w, pl.conv, pl.y, 16, &count, perf);
-  else if (dir == kBwdData)
-    st = (timed ? l.find_bwd_data : l.get_bwd_data)(hd, pl.w, pl.y, pl.conv, pl.x, 16, &count, perf);
-  else
-    st = (timed ? l.find_bwd_filter : l.get_bwd_filter)(hd, pl.x, pl.y, pl.conv, pl.w, 16, &count, perf);
-  cudaGetLastError();
-  if (st != 0) return nullptr;
-  for (int i = 0; i < count; ++i) {
-    // Same numerics as asked: no tensor-core algorithm slips into a no-tf32 fp32 plan.
-    if (perf[i].status != 0 || (math == kFmaMath && perf[i].math_type != kFmaMath && perf[i].math_type != kDefaultMath))
-      continue;
-    if (perf[i].memory > ((size_t)1 << 31)) continue;
-    pl.algo = perf[i].algo;
-    pl.workspace = perf[i].memory;
-    pl.usable = true;
-    break;
-  }
-  return pl.usable ? &pl : nullptr;
+  if (!ok) return false;
+  choose_algorithm(op, dir, math, pl, timed);
+  out = pl;
+  return pl.usable;
 }
 
 Tensor workspace(size_t bytes) {
@@ -212,36 +230,36 @@ bool allow_tf32() {
 }
 
 bool cudnn_conv_forward(const char* op, const Tensor& x, const Tensor& w, void* y, const MnnConv2dParams& p) {
-  const Plan* pl = plan_for(op, kFwd, p, x.dtype() == DType::float16);
-  if (!pl) return false;
-  Tensor ws = workspace(pl->workspace);
+  Plan pl;
+  if (!plan_for(op, kFwd, p, x.dtype() == DType::float16, pl)) return false;
+  Tensor ws = workspace(pl.workspace);
   const float one = 1.f, zero = 0.f;
-  check_status(lib().fwd(handle(op), &one, pl->x, x.raw(), pl->w, w.raw(), pl->conv, pl->algo, ws.raw(),
-                         pl->workspace, &zero, pl->y, y),
+  check_status(lib().fwd(handle(op), &one, pl.x, x.raw(), pl.w, w.raw(), pl.conv, pl.algo, ws.raw(),
+                         pl.workspace, &zero, pl.y, y),
                op);
   return true;
 }
 
 bool cudnn_conv_backward_data(const char* op, const Tensor& dy, const Tensor& w, const Tensor& dx,
                               const MnnConv2dParams& p) {
-  const Plan* pl = plan_for(op, kBwdData, p, dy.dtype() == DType::float16);
-  if (!pl) return false;
-  Tensor ws = workspace(pl->workspace);
+  Plan pl;
+  if (!plan_for(op, kBwdData, p, dy.dtype() == DType::float16, pl)) return false;
+  Tensor ws = workspace(pl.workspace);
   const float one = 1.f, zero = 0.f;
-  check_status(lib().bwd_data(handle(op), &one, pl->w, w.raw(), pl->y, dy.raw(), pl->conv, pl->algo, ws.raw(),
-                              pl->workspace, &zero, pl->x, dx.raw()),
+  check_status(lib().bwd_data(handle(op), &one, pl.w, w.raw(), pl.y, dy.raw(), pl.conv, pl.algo, ws.raw(),
+                              pl.workspace, &zero, pl.x, dx.raw()),
                op);
   return true;
 }
 
 bool cudnn_conv_backward_filter(const char* op, const Tensor& dy, const Tensor& x, const Tensor& dw,
                                 const MnnConv2dParams& p) {
-  const Plan* pl = plan_for(op, kBwdFilter, p, dy.dtype() == DType::float16);
-  if (!pl) return false;
-  Tensor ws = workspace(pl->workspace);
+  Plan pl;
+  if (!plan_for(op, kBwdFilter, p, dy.dtype() == DType::float16, pl)) return false;
+  Tensor ws = workspace(pl.workspace);
   const float one = 1.f, zero = 0.f;
-  check_status(lib().bwd_filter(handle(op), &one, pl->x, x.raw(), pl->y, dy.raw(), pl->conv, pl->algo, ws.raw(),
-                                pl->workspace, &zero, pl->w, dw.raw()),
+  check_status(lib().bwd_filter(handle(op), &one, pl.x, x.raw(), pl.y, dy.raw(), pl.conv, pl.algo, ws.raw(),
+                                pl.workspace, &zero, pl.w, dw.raw()),
                op);
   return true;
 }

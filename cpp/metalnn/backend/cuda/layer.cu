@@ -19,10 +19,6 @@ void no_half_accumulation(const char* op, uint32_t acc) {
     fail(ErrorKind::Value, op, "accumulation='half' needs cuDNN on CUDA for these parameters (use 'float')");
 }
 
-__global__ void half_to_float_kernel(const __half2* src, float2* dst, int64_t n2) {
-  MNN_GRID_LOOP(i, n2) dst[i] = __half22float2(src[i]);
-}
-
 // The layer epilogue is needed unless it would copy y onto itself.
 bool needs_epilogue(const MnnConv2dParams& p, const MnnNeuronParams& neuron, const Tensor& z) {
   return p.has_bias || neuron.type != MNN_NEURON_NONE || z.defined();
@@ -174,19 +170,18 @@ void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bia
   const char* op = "fully_connected_forward";
   int64_t N = p.batch, O = p.out_features, F = p.in_features;
   bool h = is_half(x);
-  Tensor acc = h ? scratch(N * O, DType::float32) : y;
   if (h && p.accumulation == MNN_ACCUMULATE_HALF) {
-    // float16 sums: cuBLAS writes half, widened for the epilogue (which then rounds back exactly).
-    Tensor hy = scratch(N * O + 1, DType::float16);
+    // float16 sums: cuBLAS writes half, which the epilogue reads directly (no widening pass).
+    Tensor hy = scratch(N * O, DType::float16);
     gemm(op, true, false, (int)O, (int)N, (int)F, w.raw(), (int)F, 0, x.raw(), (int)F, 0, hy.raw(), (int)O, 0, 1,
          true, true, 0.f, true);
-    half_to_float_kernel<<<grid_for((N * O + 1) / 2), kBlock, 0, current_stream()>>>(
-        reinterpret_cast<const __half2*>(hy.raw()), reinterpret_cast<float2*>(acc.raw()), (N * O + 1) / 2);
-    check_launch(op);
-  } else {
-    gemm(op, true, false, (int)O, (int)N, (int)F, w.raw(), (int)F, 0, x.raw(), (int)F, 0, acc.raw(), (int)O, 0, 1, h,
-         false);
+    bias_neuron_epilogue_half_acc(op, hy.raw(), p.has_bias ? &bias : nullptr, y, z.defined() ? &z : nullptr, N, O,
+                                  1, neuron);
+    return;
   }
+  Tensor acc = h ? scratch(N * O, DType::float32) : y;
+  gemm(op, true, false, (int)O, (int)N, (int)F, w.raw(), (int)F, 0, x.raw(), (int)F, 0, acc.raw(), (int)O, 0, 1, h,
+       false);
   bias_neuron_epilogue(op, acc.data<float>(), p.has_bias ? &bias : nullptr, y, z.defined() ? &z : nullptr, N, O, 1,
                        false, neuron);
 }
@@ -223,23 +218,18 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
       return;
     }
   } else {
-    // Half: into a scratch, widened to float32 for the epilogue's single rounding.
-    int64_t n = y.numel();
-    Tensor h = scratch(n + 1, DType::float16);
-    if (cudnn_conv_forward(op, x, w, h.raw(), p)) {
-      if (!needs_epilogue(p, neuron, z)) {
-        check(cudaMemcpyAsync(y.raw(), h.raw(), y.nbytes(), cudaMemcpyDeviceToDevice, current_stream()), op);
+    // Half: cuDNN rounds its float32 sums to float16 once; the epilogue adds the bias to that
+    // value in float32 and rounds again (as the widening pass it replaces did). Without an
+    // epilogue cuDNN writes y itself.
+    if (!needs_epilogue(p, neuron, z)) {
+      if (cudnn_conv_forward(op, x, w, y.raw(), p)) return;
+    } else {
+      Tensor h = scratch(y.numel(), DType::float16);
+      if (cudnn_conv_forward(op, x, w, h.raw(), p)) {
+        bias_neuron_epilogue_half_acc(op, h.raw(), p.has_bias ? &bias : nullptr, y, z.defined() ? &z : nullptr,
+                                      p.batch, p.out_channels, P0, neuron);
         return;
       }
-      Tensor acc = scratch(n + 1, DType::float32);
-      auto s = current_stream();
-      // n + 1 elements allocated, so an odd n rounds up to whole half2 pairs.
-      half_to_float_kernel<<<grid_for((n + 1) / 2), kBlock, 0, s>>>(
-          reinterpret_cast<const __half2*>(h.raw()), reinterpret_cast<float2*>(acc.raw()), (n + 1) / 2);
-      check_launch(op);
-      bias_neuron_epilogue(op, acc.data<float>(), p.has_bias ? &bias : nullptr, y, z.defined() ? &z : nullptr,
-                           p.batch, p.out_channels, P0, false, neuron);
-      return;
     }
   }
   no_half_accumulation(op, p.accumulation);

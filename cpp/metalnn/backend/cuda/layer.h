@@ -21,6 +21,11 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
 void conv2d_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx, const MnnConv2dParams& p);
 void conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw, const MnnConv2dParams& p);
 
+// The layer epilogue (neuron.cu) reading a float16 accumulator (N, O, P) straight from cuDNN or
+// cuBLAS, so float16 layers need no widening pass: z = acc + bias[o], y = neuron(z).
+void bias_neuron_epilogue_half_acc(const char* op, const void* acc, const Tensor* bias, const Tensor& y,
+                                   const Tensor* z, int64_t N, int64_t O, int64_t P, const MnnNeuronParams& p);
+
 // db[o] = sum over n and the inner positions of dy (N, O, inner).
 void bias_backward(const Tensor& dy, const Tensor& db, int64_t n, int64_t o, int64_t inner);
 

@@ -8,13 +8,14 @@ namespace {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
 // One thread per output; the row-major first maximum wins, a NaN wins (as on the CPU).
-template <class S>
+// I: index type (uint32_t when the sizes fit, see with_index_type).
+template <class S, class I>
 __global__ void max_forward_kernel(const S* x, S* y, int32_t* arg, MnnPool2dParams p) {
-  const int64_t total = (int64_t)p.n * p.c * p.out_h * p.out_w;
-  MNN_GRID_LOOP(i, total) {
-    int ow = (int)(i % p.out_w), oh = (int)((i / p.out_w) % p.out_h);
-    int64_t plane = i / ((int64_t)p.out_w * p.out_h);
-    const S* xp = x + plane * p.h * p.w;
+  const I total = (I)p.n * p.c * p.out_h * p.out_w;
+  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
+    int ow = (int)(i % (I)p.out_w), oh = (int)((i / (I)p.out_w) % (I)p.out_h);
+    I plane = i / ((I)p.out_w * p.out_h);
+    const S* xp = x + (int64_t)plane * p.h * p.w;
     int h0 = oh * p.stride_h - p.pad_top, w0 = ow * p.stride_w - p.pad_left;
     int hs = max(h0, 0), he = min(h0 + p.kernel_h, p.h), ws = max(w0, 0), we = min(w0 + p.kernel_w, p.w);
     float m = load(xp, (int64_t)hs * p.w + ws);
@@ -60,6 +61,46 @@ __global__ void max_backward_kernel(const S* dy, const int32_t* arg, S* dx, MnnP
         if (arg[o] == me) acc += load(dy, o);
       }
     store(dx, i, acc);
+  }
+}
+
+// Windows that do not overlap (stride >= kernel on both axes, padding >= 0): each input lies
+// in at most one window, so its gradient is that window's dy when it won, else 0. Threads
+// write 16-byte packs of dx (the flat index crosses rows freely); reads of dy and argmax are
+// shared by the window's inputs through the cache.
+template <class S, class I>
+__device__ __forceinline__ float disjoint_grad(const S* dy, const int32_t* arg, const MnnPool2dParams& p, I plane,
+                                               int h, int w) {
+  const int th = h + p.pad_top, tw = w + p.pad_left, oh = th / p.stride_h, ow = tw / p.stride_w;
+  if (oh >= p.out_h || ow >= p.out_w || th - oh * p.stride_h >= p.kernel_h || tw - ow * p.stride_w >= p.kernel_w)
+    return 0.f;
+  const I o = (plane * p.out_h + oh) * p.out_w + ow;
+  return arg[o] == h * p.w + w ? load(dy, o) : 0.f;
+}
+
+template <class S, class I>
+__global__ void max_backward_disjoint_kernel(const S* dy, const int32_t* arg, S* dx, MnnPool2dParams p, bool vec) {
+  constexpr int V = Pack<S>::n;
+  const I total = (I)p.n * p.c * p.h * p.w, packs = vec ? total / V : 0;
+  const I first = blockIdx.x * (I)blockDim.x + threadIdx.x, stride = (I)gridDim.x * blockDim.x;
+  for (I i = first; i < packs; i += stride) {
+    const I e = i * V, row = e / (I)p.w;
+    int w = (int)(e - row * (I)p.w), h = (int)(row % (I)p.h);
+    I plane = row / (I)p.h;
+    float f[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      f[k] = disjoint_grad(dy, arg, p, plane, h, w);
+      if (++w == p.w) {
+        w = 0;
+        if (++h == p.h) h = 0, ++plane;
+      }
+    }
+    store_pack(dx, i, f);
+  }
+  for (I e = packs * V + first; e < total; e += stride) {
+    const I row = e / (I)p.w;
+    store(dx, e, disjoint_grad(dy, arg, p, row / (I)p.h, (int)(row % (I)p.h), (int)(e - row * (I)p.w)));
   }
 }
 
@@ -273,7 +314,10 @@ void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, 
   auto s = current_stream();
   with_storage_type(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    max_forward_kernel<<<grid_for(n), kBlock, 0, s>>>(x.data<T>(), y.data<T>(), argmax.data<int32_t>(), p);
+    with_index_type(x.numel() > n ? x.numel() : n, [&](auto itag) {
+      using I = decltype(itag);
+      max_forward_kernel<T, I><<<grid_for(n), kBlock, 0, s>>>(x.data<T>(), y.data<T>(), argmax.data<int32_t>(), p);
+    });
   });
   check_launch("max_pool2d_forward");
 }
@@ -284,8 +328,18 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& d
   int64_t n = dx.numel();
   auto s = current_stream();
   int kh = p.kernel_h, kw = p.kernel_w, sh = p.stride_h, sw = p.stride_w, pt = p.pad_top, pl = p.pad_left;
+  const bool disjoint = sh >= kh && sw >= kw && pt >= 0 && pl >= 0;
   with_storage_type(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    if (disjoint && n) {
+      const bool vec = aligned16(dx.raw());
+      with_index_type(n > dy.numel() ? n : dy.numel(), [&](auto itag) {
+        using I = decltype(itag);
+        max_backward_disjoint_kernel<T, I><<<grid_for_items(n, vec ? Pack<T>::n : 1), kBlock, 0, s>>>(
+            dy.data<T>(), argmax.data<int32_t>(), dx.data<T>(), p, vec);
+      });
+      return;
+    }
     max_backward_kernel<<<grid_for(n), kBlock, 0, s>>>(dy.data<T>(), argmax.data<int32_t>(), dx.data<T>(), p,
                                                        kh, kw, sh, sw, pt, pl);
   });
