@@ -154,7 +154,8 @@ void pad_rows(const Tensor& t, int64_t n, int64_t C, int64_t h, int64_t w, int64
 // Padded input planes of the images block b touches, each row range it reads.
 void input_planes(const Tensor& x, const MnnConv2dParams& p, const Geometry& g, const TileBlock& b, Scratch& s) {
   const int64_t n0 = b.first_image(), n1 = b.last_image(), size = g.C * g.in_h() * g.in_w();
-  float* buf = grow(s.in, (n1 - n0 + 1) * size);
+  // 8 floats of slack: the input gather reads whole 8-float rows past a narrow window.
+  float* buf = grow(s.in, (n1 - n0 + 1) * size + 8);
   s.in_ptr.resize((size_t)(n1 - n0 + 1));
   for (int64_t n = n0; n <= n1; ++n) {
     int64_t lo, hi;
@@ -181,10 +182,10 @@ void winograd_forward(const Tensor& x, const float* w, bool flip, const Epilogue
   const BlockPlan bp(g, p.batch, 128);
   const GemmPlan gp = gemm_plan(g.O, bp.lanes, g.C);
   // Transformed weights, packed once per call as the products' A operands.
-  thread_local std::vector<float> U, packed;
-  k.weights(w, g.O, g.C, flip, grow(U, a2 * g.O * g.C));
-  float* upk = grow(packed, a2 * gp.a_size());
-  for (int64_t xi = 0; xi < a2; ++xi) gemm_pack_a(gp, U.data() + xi * g.O * g.C, g.C, false, upk + xi * gp.a_size());
+  thread_local std::vector<float> packed;
+  const int64_t us = winograd::weights_panel_size(g.O, g.C, gp.mr);
+  float* upk = grow(packed, a2 * us);
+  k.weights(w, g.O, g.C, flip, gp.mr, us, upk);
 
   parallel_for(bp.blocks, 1, [&](int64_t b0, int64_t b1) {
     Scratch& s = scratch();
@@ -199,7 +200,7 @@ void winograd_forward(const Tensor& x, const float* w, bool flip, const Epilogue
       input_planes(x, p, g, tb, s);
       k.input(g, tb, s.in_ptr.data(), V, stage);
       for (int64_t xi = 0; xi < a2; ++xi)
-        gemm(gp, {upk + xi * gp.a_size(), 0}, {V + xi * vx, bp.lanes}, Mb + xi * mx, bp.lanes, false, false);
+        gemm(gp, {upk + xi * us, 0}, {V + xi * vx, bp.lanes}, Mb + xi * mx, bp.lanes, false, false);
       float* planes = grow(s.out, (n1 - n0 + 1) * out_size);
       s.out_ptr.resize((size_t)(n1 - n0 + 1));
       for (int64_t n = n0; n <= n1; ++n) s.out_ptr[(size_t)(n - n0)] = planes + (n - n0) * out_size;
@@ -249,7 +250,7 @@ void winograd_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& d
         input_planes(x, p, g, tb, s);
         k.input(g, tb, s.in_ptr.data(), V, stage);
         // dy as tile-aligned planes, zero past the output's edges.
-        float* planes = grow(s.out, (n1 - n0 + 1) * out_size);
+        float* planes = grow(s.out, (n1 - n0 + 1) * out_size + 8);
         s.out_ptr.resize((size_t)(n1 - n0 + 1));
         for (int64_t n = n0; n <= n1; ++n) {
           int64_t lo, hi;

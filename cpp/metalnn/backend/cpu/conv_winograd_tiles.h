@@ -36,19 +36,26 @@ struct TileBlock {
 
 struct Kernels {
   int m, r, alpha;
-  // U[(xi * O + o) * C + c] from w (O, C, r, r); flip: w is (C, O, r, r) and read rotated
-  // by 180 degrees (the input gradient as a forward convolution).
-  void (*weights)(const float* w, int64_t O, int64_t C, bool flip, float* U);
-  // V[xi * xi_stride(C) + c * lanes + t]: input tiles of the block from padded input planes.
+  // U from w (O, C, r, r), each position's O x C matrix packed as the GEMM's A operand:
+  // panels of mr rows, U[xi * stride + (o / mr) * mr * C + c * mr + o % mr], rows past O
+  // zero; stride >= weights_panel_size. flip: w is (C, O, r, r) and read rotated by 180
+  // degrees (the input gradient as a forward convolution).
+  void (*weights)(const float* w, int64_t O, int64_t C, bool flip, int mr, int64_t stride, float* U);
+  // V[xi * xi_stride(C) + c * lanes + t]: input tiles of the block from padded input planes
+  // (8 readable floats past the last plane's end).
   void (*input)(const Geometry& g, const TileBlock& b, const float* const* images, float* V, float* stage);
   // Output tiles from Mb[xi * xi_stride(O) + o * lanes + t] into output planes.
   void (*output)(const Geometry& g, const TileBlock& b, const float* Mb, float* const* images);
-  // The adjoint of `output`: dM[xi * xi_stride(O) + o * lanes + t] from output-gradient planes.
+  // The adjoint of `output`: dM[xi * xi_stride(O) + o * lanes + t] from output-gradient planes
+  // (8 readable floats past the last plane's end).
   void (*output_adjoint)(const Geometry& g, const TileBlock& b, const float* const* images, float* dM,
                          float* stage);
   // The adjoint of `weights` (no flip): dw (O, C, r, r) from dU[(xi * O + o) * C + c].
   void (*weights_adjoint)(const float* dU, int64_t O, int64_t C, float* dw);
 };
+
+// Floats of one position's packed weights (rounded up to whole vectors).
+int64_t weights_panel_size(int64_t O, int64_t C, int mr);
 
 // Kernels for F(m x m, r x r), or null when that pair is not built (see the .cpp).
 const Kernels* kernels_for(int m, int r);
