@@ -38,45 +38,12 @@ bool supported(const MnnConv2dParams& p) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Relative costs in flop-equivalents per transformed element (gathers and scatters are
-// scalar), and the products' efficiency against im2col's longer ones; measured on Zen 4.
-constexpr double kInputCost = 24.0, kOutputCost = 20.0, kGemmEfficiency = 0.8;
-
-double winograd_cost(const MnnConv2dParams& p, const Kernels& k) {
-  const double tiles = (double)ceil_div(p.out_height, k.m) * ceil_div(p.out_width, k.m) * p.batch;
-  const double a2 = (double)k.alpha * k.alpha, C = p.in_channels, O = p.out_channels;
-  return tiles * a2 * (2.0 * O * C / kGemmEfficiency + C * kInputCost + O * kOutputCost);
-}
-
-double im2col_cost(const MnnConv2dParams& p) {
-  return 2.0 * p.batch * p.out_height * p.out_width * p.out_channels * p.in_channels * p.kernel_height *
-         p.kernel_width;
-}
-
-// The cheapest tile size built for this kernel size (smaller alpha on ties: less rounding).
-const Kernels* pick(const MnnConv2dParams& p) {
-  const Kernels* best = nullptr;
-  double best_cost = 0.0;
-  for (int m : {2, 4, 6}) {
-    const Kernels* k = winograd::kernels_for(m, p.kernel_height);
-    if (!k) continue;
-    const double c = winograd_cost(p, *k);
-    if (!best || c < best_cost * 0.98) best = k, best_cost = c;
-  }
-  return best;
-}
-
-bool choose(const MnnConv2dParams& p, double im2col_factor) {
-  if (!supported(p)) return false;
-  switch (algo_from_env()) {
-    case Algo::im2col: return false;
-    case Algo::winograd: return true;
-    default: break;
-  }
-  return winograd_cost(p, *pick(p)) < im2col_cost(p) * im2col_factor;
-}
-
-constexpr int64_t kLaneMultiple = 64;  // the GEMM's widest register panel (AVX-512: 4 x 16)
+// The GEMM's widest register panel (4 vectors), so lanes never end in a partial panel.
+#if defined(__AVX512F__)
+constexpr int64_t kLaneMultiple = 64;
+#else
+constexpr int64_t kLaneMultiple = 32;
+#endif
 
 // Tile rows per block: little lane padding, near `target` tiles, every thread busy.
 struct BlockPlan {
@@ -104,6 +71,54 @@ struct BlockPlan {
 
 Geometry geometry(const MnnConv2dParams& p, const Kernels& k) {
   return Geometry{p.in_channels, p.out_channels, ceil_div(p.out_height, k.m), ceil_div(p.out_width, k.m), k.m, k.r};
+}
+
+// Which path runs, from a time model fitted to single-thread measurements of both paths
+// on Zen 4 (14 layer shapes, 3 directions, within ~25%): milliseconds per unit of
+//  im2col:   product flops, im2col elements (N*P*K), outputs (N*P*O), images;
+//  Winograd: product flops, transformed inputs (lanes*alpha^2*C) and outputs (.. *O), images,
+// where lanes counts the padded tile lanes. The weight gradient has its own fit (its
+// products run through BLAS, which repacks the transformed tiles).
+enum class Direction { forward, weight };
+
+double im2col_ms(const MnnConv2dParams& p, Direction dir) {
+  const double N = p.batch, P = (double)p.out_height * p.out_width, O = p.out_channels;
+  const double K = (double)p.in_channels * p.kernel_height * p.kernel_width;
+  if (dir == Direction::weight) return 8.3e-9 * 2.0 * N * P * O * K + 6.3e-7 * N * P * K;
+  return 1.12e-8 * 2.0 * N * P * O * K + 3.3e-8 * N * P * K + 3.1e-8 * N * P * O + 4.3e-3 * N;
+}
+
+int64_t target_tiles(Direction dir) { return dir == Direction::weight ? 256 : 128; }
+
+double winograd_ms(const MnnConv2dParams& p, const Kernels& k, Direction dir) {
+  const Geometry g = geometry(p, k);
+  const BlockPlan bp(g, p.batch, target_tiles(dir));
+  const double L = (double)bp.blocks * bp.lanes * k.alpha * k.alpha, C = g.C, O = g.O, N = p.batch;
+  if (dir == Direction::weight) return 1.76e-8 * 2.0 * L * O * C + 1.85e-7 * L * C + 2.28e-7 * L * O + 3.0e-3 * N;
+  return 1.03e-8 * 2.0 * L * O * C + 4.26e-7 * L * C + 3.14e-7 * L * O + 2.8e-3 * N;
+}
+
+// The cheapest tile size built for this kernel size (smaller alpha on near ties: less rounding).
+const Kernels* pick(const MnnConv2dParams& p, Direction dir) {
+  const Kernels* best = nullptr;
+  double best_cost = 0.0;
+  for (int m : {2, 4, 6}) {
+    const Kernels* k = winograd::kernels_for(m, p.kernel_height);
+    if (!k) continue;
+    const double c = winograd_ms(p, *k, dir);
+    if (!best || c < best_cost * 0.98) best = k, best_cost = c;
+  }
+  return best;
+}
+
+bool choose(const MnnConv2dParams& p, Direction dir) {
+  if (!supported(p)) return false;
+  switch (algo_from_env()) {
+    case Algo::im2col: return false;
+    case Algo::winograd: return true;
+    default: break;
+  }
+  return winograd_ms(p, *pick(p, dir), dir) < im2col_ms(p, dir);
 }
 
 float* grow(std::vector<float>& v, int64_t n) {
@@ -169,17 +184,17 @@ void input_planes(const Tensor& x, const MnnConv2dParams& p, const Geometry& g, 
 
 }  // namespace
 
-bool winograd_for_forward(const MnnConv2dParams& p) { return choose(p, 1.0); }
+bool winograd_for_forward(const MnnConv2dParams& p) { return choose(p, Direction::forward); }
 
-bool winograd_for_weight(const MnnConv2dParams& p) { return choose(p, 1.0); }
+bool winograd_for_weight(const MnnConv2dParams& p) { return choose(p, Direction::weight); }
 
 void winograd_forward(const Tensor& x, const float* w, bool flip, const Epilogue& ep, const Tensor& y,
                       const MnnConv2dParams& p) {
-  const Kernels& k = *pick(p);
+  const Kernels& k = *pick(p, Direction::forward);
   const Geometry g = geometry(p, k);
   const int64_t a2 = (int64_t)k.alpha * k.alpha, OH = p.out_height, OW = p.out_width, ys = g.O * OH * OW;
   const int64_t out_size = g.O * g.out_h() * g.out_w();
-  const BlockPlan bp(g, p.batch, 128);
+  const BlockPlan bp(g, p.batch, target_tiles(Direction::forward));
   const GemmPlan gp = gemm_plan(g.O, bp.lanes, g.C);
   // Transformed weights, packed once per call as the products' A operands.
   thread_local std::vector<float> packed;
@@ -225,12 +240,12 @@ void winograd_forward(const Tensor& x, const float* w, bool flip, const Epilogue
 }
 
 void winograd_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw, const MnnConv2dParams& p) {
-  const Kernels& k = *pick(p);
+  const Kernels& k = *pick(p, Direction::weight);
   const Geometry g = geometry(p, k);
   const int64_t a2 = (int64_t)k.alpha * k.alpha, us = a2 * g.O * g.C;
   const int64_t out_size = g.O * g.out_h() * g.out_w();
   // Long products (K = tiles) amortise the per-call cost; one partial sum per thread.
-  const BlockPlan bp(g, p.batch, 256);
+  const BlockPlan bp(g, p.batch, target_tiles(Direction::weight));
   const int64_t T = std::max<int64_t>(1, std::min<int64_t>(num_threads(), bp.blocks));
   thread_local std::vector<float> partial;
   float* part = grow(partial, T * us);
