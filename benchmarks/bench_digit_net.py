@@ -1,9 +1,13 @@
 """Digit network training step (forward, every gradient, Adam): metalnn vs PyTorch CPU.
 
     python benchmarks/bench_digit_net.py [--batch-size 64] [--steps 30] [--threads N]
+                                         [--interleave ROUNDS] [--profile]
 
 Both run in this process on the same random batches, each with the same number of
-threads; prints images/s for both and the ratio metalnn / PyTorch.
+threads; prints images/s for both and the ratio metalnn / PyTorch. With --interleave,
+the metalnn graph (pipelined) and PyTorch alternate in ROUNDS rounds of --steps steps
+each, so both see the same machine load (use it on a shared machine); the ratio is
+of the medians over rounds, with the spread printed.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ def bench_graph_pipelined(x, y, steps, warmup) -> float:
     return (time.perf_counter() - t) / steps
 
 
-def bench_torch(x, y, steps, warmup, threads) -> float | None:
+def torch_step(x, y, threads):
+    """A PyTorch training step of the same network, or None without PyTorch."""
     try:
         import torch
         from torch import nn
@@ -79,7 +84,52 @@ def bench_torch(x, y, steps, warmup, threads) -> float | None:
         loss.backward()
         opt.step()
 
-    return time_steps(step, steps, warmup)
+    return step
+
+
+def bench_torch(x, y, steps, warmup, threads) -> float | None:
+    step = torch_step(x, y, threads)
+    return None if step is None else time_steps(step, steps, warmup)
+
+
+def interleaved(x, y, steps, warmup, rounds, threads) -> None:
+    """metalnn graph (pipelined) and PyTorch alternating, `steps` steps each per round."""
+    from metalnn.examples.digit_graph import digit_network
+
+    graph = digit_network(mnn.Adam(learning_rate=1e-3)).training_graph()
+    tstep = torch_step(x, y, threads)
+    if tstep is None:
+        print("  PyTorch: not installed (pip install torch) -- no comparison")
+        return
+
+    def mnn_batch():
+        for _ in range(steps):
+            graph.encode_batch(x, labels=y)
+        graph.synchronize()
+
+    def torch_batch():
+        for _ in range(steps):
+            tstep()
+
+    for _ in range(warmup):
+        graph.run(x, labels=y)
+        tstep()
+    t_m, t_t = [], []
+    for _ in range(rounds):
+        for fn, out in ((mnn_batch, t_m), (torch_batch, t_t)):
+            t = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - t) / steps)
+    import torch
+
+    b = x.shape[0]
+    for name, ts in (("metalnn graph, pipelined", t_m), (f"PyTorch {torch.__version__}", t_t)):
+        ts = np.array(ts)
+        print(f"  {name:<26}{np.median(ts) * 1e3:8.2f} ms/step  {b / np.median(ts):8.0f} images/s"
+              f"  (rounds: {b / ts.max():.0f}-{b / ts.min():.0f})")
+    r = np.array(t_t) / np.array(t_m)
+    print(f"  ratio metalnn / PyTorch: {np.median(np.array(t_t)) / np.median(np.array(t_m)):.2f}x "
+          f"(per round {r.min():.2f}-{r.max():.2f}x)")
 
 
 def main(argv=None) -> None:
@@ -89,6 +139,8 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="threads for both libraries (default: all cores)")
     p.add_argument("--profile", action="store_true", help="also print the per-layer profile of the step")
+    p.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
+                   help="alternate metalnn graph and PyTorch in ROUNDS rounds of --steps steps")
     args = p.parse_args(argv)
     threads = args.threads or os.cpu_count() or 1
     mnn.set_num_threads(threads)
@@ -98,6 +150,11 @@ def main(argv=None) -> None:
 
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores; "
           f"threads {threads}; metalnn BLAS: {mnn.blas_info()}")
+    if args.interleave:
+        print(f"digit network training step, batch {args.batch_size}, {args.interleave} interleaved rounds "
+              f"of {args.steps} steps")
+        interleaved(x, y, args.steps, args.warmup, args.interleave, threads)
+        return
     print(f"digit network training step, batch {args.batch_size}, median of {args.steps} steps")
     def row(name, t):
         print(f"  {name:<26}{t * 1e3:8.2f} ms/step  {args.batch_size / t:8.0f} images/s")

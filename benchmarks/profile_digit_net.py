@@ -2,13 +2,18 @@
 layer's forward, input gradient, weight gradient and update, with achieved GFLOP/s next
 to the sgemm ceiling measured in the same run.
 
-    python benchmarks/profile_digit_net.py [--batch-size 64] [--reps 20]
+GFLOP/s always counts the direct convolution's FLOPs (2 * N * O * C * H_out * W_out * k^2):
+for the convolutions that run Winograd (column "path"; it does fewer multiplies) this is
+an *effective* rate and may exceed the sgemm ceiling.
+
+    python benchmarks/profile_digit_net.py [--batch-size 64] [--reps 20] [--cpu-time]
     (or python benchmarks/bench_digit_net.py --profile)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -18,14 +23,33 @@ from metalnn import ops
 from metalnn.examples.digit_net import DigitNet
 
 
+# time.perf_counter, or time.thread_time (--cpu-time: steadier on a shared machine, one thread only).
+CLOCK = time.perf_counter
+
+
 def median_ms(fn, reps: int) -> float:
     fn()
     times = []
     for _ in range(reps):
-        t = time.perf_counter()
+        t = CLOCK()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(CLOCK() - t)
     return float(np.median(times)) * 1e3
+
+
+def conv_path(fn) -> str:
+    """'winograd' when the default (auto) result differs from the forced im2col one, else 'im2col'."""
+    old = os.environ.get("METALNN_CONV_ALGO")
+    try:
+        os.environ["METALNN_CONV_ALGO"] = "im2col"
+        ref = fn()
+        os.environ["METALNN_CONV_ALGO"] = old if old is not None else "auto"
+        return "im2col" if np.array_equal(fn(), ref) else "winograd"
+    finally:
+        if old is None:
+            os.environ.pop("METALNN_CONV_ALGO", None)
+        else:
+            os.environ["METALNN_CONV_ALGO"] = old
 
 
 def sgemm_ceiling(reps: int = 3, n: int = 2048) -> float:
@@ -48,7 +72,8 @@ def rows(batch: int, reps: int):
     out = []
 
     def add(layer, direction, fn, gflop=0.0):
-        out.append((layer, direction, median_ms(fn, reps), gflop))
+        path = conv_path(fn) if layer.startswith("conv") and gflop else ""
+        out.append((layer, direction, median_ms(fn, reps), gflop, path))
 
     c1 = ops.conv2d_forward(x, p["conv1_w"], p["conv1_b"], padding=2)
     f_c1 = 2 * batch * 32 * 28 * 28 * 25 / 1e9
@@ -100,16 +125,21 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--cpu-time", action="store_true", help="time with the calling thread's CPU time (only meaningful with 1 thread)")
     args = ap.parse_args(argv)
+    global CLOCK
+    CLOCK = time.thread_time if args.cpu_time else time.perf_counter
     ceiling = sgemm_ceiling()
-    print(f"threads {mnn.num_threads()}; BLAS {mnn.blas_info()}; sgemm ceiling {ceiling:.0f} GFLOP/s")
-    print(f"{'layer':<8} {'direction':<14} {'ms':>8} {'GFLOP/s':>8} {'of ceiling':>10}")
+    print(f"threads {mnn.num_threads()}; BLAS {mnn.blas_info()}; sgemm ceiling {ceiling:.0f} GFLOP/s"
+          f"{'; CPU time' if args.cpu_time else ''}")
+    print("GFLOP/s counts direct-convolution FLOPs: effective rates for the Winograd path")
+    print(f"{'layer':<8} {'direction':<14} {'ms':>8} {'GFLOP/s':>8} {'of ceiling':>10}  path")
     total = 0.0
-    for layer, direction, ms, gflop in rows(args.batch_size, args.reps):
+    for layer, direction, ms, gflop, path in rows(args.batch_size, args.reps):
         total += ms
         rate = gflop / (ms * 1e-3) if gflop else 0.0
         share = f"{rate / ceiling * 100:9.0f}%" if gflop else ""
-        print(f"{layer:<8} {direction:<14} {ms:8.3f} {rate if gflop else float('nan'):8.1f} {share:>10}")
+        print(f"{layer:<8} {direction:<14} {ms:8.3f} {rate if gflop else float('nan'):8.1f} {share:>10}  {path}")
     print(f"sum of kernels: {total:.2f} ms per step ({args.batch_size / (total * 1e-3):.0f} images/s)")
 
 
