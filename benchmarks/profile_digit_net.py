@@ -22,7 +22,6 @@ import metalnn as mnn
 from metalnn import ops
 from metalnn.examples.digit_net import DigitNet
 
-
 # time.perf_counter, or time.thread_time (--cpu-time: steadier on a shared machine, one thread only).
 CLOCK = time.perf_counter
 
@@ -125,7 +124,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--cpu-time", action="store_true", help="time with the calling thread's CPU time (only meaningful with 1 thread)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time with the calling thread's CPU time (only meaningful with 1 thread)")
     args = ap.parse_args(argv)
     global CLOCK
     CLOCK = time.thread_time if args.cpu_time else time.perf_counter
