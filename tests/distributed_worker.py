@@ -147,17 +147,27 @@ def run(scenario: str, out: str, device: str) -> None:
 
 
 def main() -> None:
+    import faulthandler
+    import traceback
+
     p = argparse.ArgumentParser()
     p.add_argument("scenarios")
     p.add_argument("out")
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
-    mnn.distributed.init()
-    if args.device == "cpu":
-        mnn.set_num_threads(1)  # two ranks share the test machine's cores
-    for scenario in args.scenarios.split(","):
-        run(scenario, args.out, args.device)
-    mnn.distributed.finalize()
+    faulthandler.dump_traceback_later(200, exit=True)  # a hung rank shows where it hangs
+    try:
+        mnn.distributed.init()
+        if args.device == "cpu":
+            mnn.set_num_threads(1)  # two ranks share the test machine's cores
+        for scenario in args.scenarios.split(","):
+            run(scenario, args.out, args.device)
+        mnn.distributed.finalize()
+    except BaseException:
+        rank = os.environ.get("RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+        with open(os.path.join(args.out, f"error.rank{rank}.txt"), "w") as f:
+            f.write(traceback.format_exc())
+        raise
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def _launch(scenarios: str, out) -> None:
         cmd = ["mpirun", "--allow-run-as-root", "-n", "2", sys.executable]
     cmd += [os.path.join(HERE, "distributed_worker.py"), scenarios, str(out), "--device", "cuda"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, f"{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    errors = "".join(open(os.path.join(out, f)).read() for f in sorted(os.listdir(out)) if f.startswith("error."))
+    assert r.returncode == 0, f"{errors}\n{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
 
 
 def _load(out, scenario, rank):

@@ -33,10 +33,15 @@ def test_bucket_plan_groups_in_production_order():
     assert plan_buckets([1, 2, 3], 10**9) == [[0, 1, 2]]           # everything in one
     assert plan_buckets([], 25) == []
     assert plan_buckets([0, 5], 1) == [[0, 1]]                     # empty gradients join the next
+    assert plan_buckets([10, 10, 10, 10, 10], 25, first_bucket_bytes=5) == [[0], [1, 2, 3], [4]]
     assert start_positions([[0, 1, 2], [3, 4]], [4, 2, 7, 9, 8]) == [7, 9]
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="bucket size"):
             plan_buckets([1], bad)
+        with pytest.raises(ValueError, match="first bucket size"):
+            plan_buckets([1], 4, bad)
+    opts = mnn.distributed.Options()
+    assert (opts.bucket_bytes, opts.first_bucket_bytes) == (25_000_000, 1_000_000)
 
 
 def _free_port() -> int:
@@ -182,7 +187,8 @@ def _mpirun(scenarios: str, out, n: int = 2, timeout: float = 240) -> None:
     for k in [k for k in env if k.startswith(("OMPI_COMM_WORLD", "PMIX_")) or k in ("RANK", "WORLD_SIZE")]:
         del env[k]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, f"mpirun failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    errors = "".join(open(os.path.join(out, f)).read() for f in sorted(os.listdir(out)) if f.startswith("error."))
+    assert r.returncode == 0, f"{errors}\nmpirun failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
 
 
 def _load(out, scenario, rank):

@@ -6,12 +6,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def plan_buckets(sizes: Sequence[int], bucket_bytes: int) -> list[list[int]]:
+def plan_buckets(sizes: Sequence[int], bucket_bytes: int, first_bucket_bytes: int | None = None) -> list[list[int]]:
     """Indices into ``sizes`` (bytes of each gradient, in production order) grouped into
     buckets of about ``bucket_bytes``: a bucket closes once it reaches the size, so a gradient
-    larger than that gets a bucket of its own and no bucket is empty."""
-    if isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, int) or bucket_bytes < 1:
-        raise ValueError(f"[distributed] bucket size must be a positive number of bytes, got {bucket_bytes!r}")
+    larger than that gets a bucket of its own and no bucket is empty. The first bucket closes
+    at ``first_bucket_bytes`` (default: ``bucket_bytes``): a small first bucket starts
+    communicating early, while most of the gradient pass is still ahead."""
+    first = bucket_bytes if first_bucket_bytes is None else first_bucket_bytes
+    for name, v in (("bucket size", bucket_bytes), ("first bucket size", first)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"[distributed] {name} must be a positive number of bytes, got {v!r}")
     buckets: list[list[int]] = []
     current: list[int] = []
     filled = 0
@@ -20,7 +24,7 @@ def plan_buckets(sizes: Sequence[int], bucket_bytes: int) -> list[list[int]]:
             raise ValueError(f"[distributed] gradient {i} has a negative size {n}")
         current.append(i)
         filled += n
-        if filled >= bucket_bytes:
+        if filled >= (bucket_bytes if buckets else first):
             buckets.append(current)
             current, filled = [], 0
     if current:

@@ -92,6 +92,8 @@ class Communicator:
         if self.world_size > 1:
             if self._mpi_comm is not None:
                 uid = self._mpi_comm.bcast(uid, root=0)
+            elif self._nccl_comm is not None:  # the TCP rendezvous runs once: later ids travel over NCCL
+                uid = self._nccl_comm.allgather(uid if uid is not None else bytes(128))[0]
             else:
                 uid = exchange(uid, self.rank, self.world_size, self.launch.master_addr,
                                rendezvous_port(self.launch), self.timeout)

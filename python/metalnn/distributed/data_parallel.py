@@ -29,7 +29,9 @@ DROPOUT_SEED_STRIDE = 0x9E3779B97F4A7C15
 class Options:
     """How a distributed graph reduces its gradients.
 
-    ``bucket_mb``: about this many megabytes (10**6 bytes) of gradients per all-reduce.
+    ``bucket_mb``: about this many megabytes (10**6 bytes) of gradients per all-reduce;
+    ``first_bucket_mb``: the first bucket's size (the last layers' gradients), small so that
+    communication starts while most of the gradient pass is still to run.
     ``deterministic``: every rank gathers all ranks' gradients and sums them in rank order, so
     the weights are bitwise identical on every rank and from run to run (the default
     all-reduce is identical on every rank in practice but its summation order is the
@@ -38,17 +40,23 @@ class Options:
 
     bucket_mb: float = 25.0
     deterministic: bool = False
+    first_bucket_mb: float = 1.0
 
     def __post_init__(self):
-        b = self.bucket_mb
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not b > 0 or b != b or b == float("inf"):
-            raise ValueError(f"[Graph] distributed: bucket_mb must be a number > 0, got {b!r}")
+        for name in ("bucket_mb", "first_bucket_mb"):
+            b = getattr(self, name)
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not b > 0 or b != b or b == float("inf"):
+                raise ValueError(f"[Graph] distributed: {name} must be a number > 0, got {b!r}")
         if not isinstance(self.deterministic, bool):
             raise TypeError(f"[Graph] distributed: deterministic must be a bool, got {self.deterministic!r}")
 
     @property
     def bucket_bytes(self) -> int:
         return max(1, int(self.bucket_mb * 1e6))
+
+    @property
+    def first_bucket_bytes(self) -> int:
+        return max(1, int(min(self.first_bucket_mb, self.bucket_mb) * 1e6))
 
 
 def options_from(value) -> Options | None:
@@ -60,9 +68,10 @@ def options_from(value) -> Options | None:
     if isinstance(value, Options):
         return value
     if isinstance(value, dict):
-        unknown = sorted(set(value) - {"bucket_mb", "deterministic"})
+        unknown = sorted(set(value) - {"bucket_mb", "first_bucket_mb", "deterministic"})
         if unknown:
-            raise ValueError(f"[Graph] distributed: unknown option(s) {unknown} (bucket_mb, deterministic)")
+            raise ValueError(f"[Graph] distributed: unknown option(s) {unknown} "
+                             "(bucket_mb, first_bucket_mb, deterministic)")
         return Options(**value)
     raise TypeError(f"[Graph] distributed must be a bool, a metalnn.distributed.Options or a dict, got {value!r}")
 
@@ -135,7 +144,8 @@ class DataParallel:
             raise RuntimeError(f"[Graph] distributed: gradient slot(s) {missing} have no producing step")
         grads.sort(key=lambda s: produced[s])  # production order (stable)
         sizes = [c.slot_bytes[s] for s in grads]
-        buckets = [[grads[i] for i in b] for b in plan_buckets(sizes, self.options.bucket_bytes)]
+        buckets = [[grads[i] for i in b] for b in plan_buckets(sizes, self.options.bucket_bytes,
+                                                                      self.options.first_bucket_bytes)]
         positions = start_positions([[grads.index(s) for s in b] for b in buckets], [produced[s] for s in grads])
         elements = [sum(c.slot_bytes[s] // 4 for s in b) for b in buckets]
         comm = self._gradient_comm(c.graph)

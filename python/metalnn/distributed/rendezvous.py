@@ -87,6 +87,8 @@ def _join(rank: int, world_size: int, addr: str, port: int, timeout: float) -> b
     while time.monotonic() < deadline:
         try:
             with socket.create_connection((addr, port), timeout=max(0.1, min(5.0, deadline - time.monotonic()))) as s:
+                if s.getsockname() == s.getpeername():
+                    raise ConnectionError("connected to itself")  # TCP self-connect on a free local port
                 s.settimeout(max(0.1, deadline - time.monotonic()))
                 s.sendall(_HELLO.pack(_MAGIC, rank, world_size))
                 (n,) = _LEN.unpack(_recv_exact(s, _LEN.size))

@@ -268,6 +268,7 @@ NcclBuckets::NcclBuckets(std::shared_ptr<NcclComm> comm, std::vector<size_t> buc
     buffers_.push_back(buf);
   }
   started_.assign(sizes_.size(), false);
+  pending_.assign(sizes_.size(), false);
 }
 
 NcclBuckets::~NcclBuckets() {
@@ -289,6 +290,9 @@ void NcclBuckets::start(size_t bucket, const std::vector<std::pair<void*, size_t
   const Lib& l = lib(op);
   auto side = static_cast<cudaStream_t>(stream_);
   auto ready = static_cast<cudaEvent_t>(ready_[bucket]), done = static_cast<cudaEvent_t>(done_[bucket]);
+  // The previous batch's round of this bucket (long finished unless a peer stalls).
+  if (pending_[bucket]) wait_event(done, *comm_, op);
+  pending_[bucket] = false;
   // The side stream starts once the gradients of this bucket (and everything before) exist.
   check(cudaEventRecord(ready, current_stream()), op);
   check(cudaStreamWaitEvent(side, ready, 0), op);
@@ -313,6 +317,7 @@ void NcclBuckets::start(size_t bucket, const std::vector<std::pair<void*, size_t
   }
   check(cudaEventRecord(done, side), op);
   started_[bucket] = true;
+  pending_[bucket] = true;
 }
 
 void NcclBuckets::finish() {
@@ -320,14 +325,16 @@ void NcclBuckets::finish() {
   cudaStream_t main = current_stream();
   for (size_t b = 0; b < sizes_.size(); ++b) {
     if (!started_[b]) fail(ErrorKind::Runtime, op, "bucket ", b, " was never started (graph compiled out of order)");
-    auto done = static_cast<cudaEvent_t>(done_[b]);
-    wait_event(done, *comm_, op);
-    check(cudaStreamWaitEvent(main, done, 0), op);
+    check(cudaStreamWaitEvent(main, static_cast<cudaEvent_t>(done_[b]), 0), op);
     started_[b] = false;
   }
-  // Waiting on the host keeps a dead peer from hanging the GPU queue; it also tells the
-  // executor's capture probe that this program runs eagerly (NCCL stays out of CUDA graphs).
-  synchronize(op);
+  if (first_finish_) {
+    // The executor probes its first batch: a host wait there keeps this program eager for
+    // good (NCCL and the side stream stay out of CUDA graphs); later batches never block.
+    first_finish_ = false;
+    for (size_t b = 0; b < sizes_.size(); ++b) wait_event(static_cast<cudaEvent_t>(done_[b]), *comm_, op);
+    synchronize(op);
+  }
 }
 
 }  // namespace metalnn::cuda

@@ -47,8 +47,10 @@ class NcclComm {
 
 // Bucketed gradient all-reduce (average) on a side stream: start(b) waits for the current
 // stream's work so far, packs the bucket's gradients into one buffer, all-reduces it and
-// unpacks; finish() makes the current stream wait for every bucket and blocks the host until
-// they are done (a peer that never answers raises after the communicator's timeout).
+// unpacks; finish() makes the current stream wait for every bucket (on the GPU: the host
+// goes on queueing). The host waits only for a bucket's previous round, at its next start
+// (a peer that never answers raises after the communicator's timeout), and once in the first
+// finish: that wait tells the executor's capture probe the program stays eager.
 // Deterministic: all-gather, then every rank sums the ranks' buffers in rank order.
 class NcclBuckets {
  public:
@@ -67,7 +69,8 @@ class NcclBuckets {
   void* stream_ = nullptr;            // cudaStream_t
   std::vector<void*> ready_, done_;   // cudaEvent_t per bucket
   std::vector<float*> buffers_;       // per bucket; deterministic: followed by nranks gathered copies
-  std::vector<bool> started_;
+  std::vector<bool> started_, pending_;  // started this round; a round not yet waited for
+  bool first_finish_ = true;
 };
 
 // out[i] = scale * sum over r in 0..nranks-1 (in that order) of gathered[r * n + i].
