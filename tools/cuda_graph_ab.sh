@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# A/B on the lent GPU: this tree against a baseline that differs only in the files under
+# .cg_base/ (the executor before capture-once; .cg_base/NEW_FILES lists files the baseline
+# lacks), both built here; the CUDA tests and racecheck on this tree; bench_cuda.py training and
+# inference rows for baseline and new, interleaved twice, in one run. Output under $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/cuda_graph_out}"; mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+export PYTHONUNBUFFERED=1
+s() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+t0=$(date +%s)
+cap() { local l=$(( ${BUDGET:-340} - ($(date +%s) - t0) - 20 )); (( l < $1 )) && echo $(( l > 5 ? l : 5 )) || echo "$1"; }
+build() {
+  cmake -S . -B build/g -G Ninja -DCMAKE_BUILD_TYPE=Release -DMETALNN_BUILD_PYTHON=ON -DMETALNN_BUILD_CUDA=ON \
+    -Dpybind11_DIR="$("$PY" -c 'import pybind11;print(pybind11.get_cmake_dir())')" > /tmp/build_$1.log 2>&1 &&
+    cmake --build build/g -j16 >> /tmp/build_$1.log 2>&1 || { grep -E "error" /tmp/build_$1.log | head; s "build $1 failed"; exit 1; }
+}
+s "$(nvidia-smi -L | head -1)"
+rm -rf /tmp/base && mkdir -p /tmp/base && tar --exclude=./build --exclude=./.cg_base -cf - . | tar -xf - -C /tmp/base
+cp -r .cg_base/cpp .cg_base/python /tmp/base/ && (cd /tmp/base && xargs rm -f < "$OLDPWD/.cg_base/NEW_FILES")
+build new && (cd /tmp/base && build base) && s "builds ok ($(( $(date +%s) - t0 )) s)"
+export METALNN_BUILD_DIR=build/g PYTHONPATH=python
+timeout $(cap 100) "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_*.py > "$OUT/test_cuda.log" 2>&1
+s "cuda tests (new): $(tail -1 "$OUT/test_cuda.log")"; grep -E "^(FAILED|ERROR)" "$OUT/test_cuda.log" | head
+for r in 1 2; do
+  for v in base new; do
+    d=.; [[ $v == base ]] && d=/tmp/base
+    (cd $d && timeout $(cap 45) "$PY" benchmarks/bench_cuda.py --no-elementwise ${BENCH_ARGS:---steps 30} \
+       --markdown "$OUT/bench_${v}_$r.md" > /tmp/bench_${v}_$r.log 2>&1)
+    s "bench $v run $r rc $?"; grep -E "^\| (train|infer)" "$OUT/bench_${v}_$r.md" | sed "s/^/$v$r /"
+  done
+done
+cat > /tmp/san.py <<'PYEOF'
+import numpy as np
+import metalnn as mnn
+from metalnn.examples.digit_graph import digit_network
+rng = np.random.default_rng(0)
+g = digit_network(mnn.Adam(learning_rate=1e-3), width=0.25).training_graph(device="cuda")
+x = rng.random((16, 1, 28, 28)).astype(np.float32)
+y = rng.integers(0, 10, 16).astype(np.int64)
+hs = [g.encode_batch(x, labels=y) for _ in range(4)]
+print("losses", [h.loss for h in hs], "mode", g._current.graph_mode, g._current.graph_launches)
+PYEOF
+timeout $(cap 120) compute-sanitizer --tool racecheck --error-exitcode 9 "$PY" /tmp/san.py > "$OUT/racecheck.log" 2>&1
+s "racecheck rc $? ($(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.log" | tail -1)) $(grep losses "$OUT/racecheck.log")"
+s "total $(( $(date +%s) - t0 )) s"
