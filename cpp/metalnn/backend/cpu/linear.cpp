@@ -5,6 +5,7 @@
 
 #include "metalnn/backend/cpu/blas.h"
 #include "metalnn/backend/cpu/conv_epilogue.h"
+#include "metalnn/backend/cpu/conv_gemm.h"
 #include "metalnn/backend/cpu/conv_storage.h"
 #include "metalnn/core/half.h"
 #include "metalnn/core/thread_pool.h"
@@ -65,6 +66,25 @@ void backward_input_half(const Tensor& dy, const Tensor& w, const Tensor& dx, co
   });
 }
 
+// dx (N x F) = dy (N x O) * W (O x F), float32. W is read in place as the product's B
+// operand (BLAS repacks the large weight matrix on every call); dy is packed once.
+// Threads split the columns in whole register panels, so each streams its part of W once.
+void backward_input_f32(const float* dy, const float* w, float* dx, int64_t N, int64_t F, int64_t O) {
+  const GemmPlan plan = gemm_plan(N, F, O);
+  thread_local std::vector<float> buffer;  // the caller's: workers get the pointer, not their own
+  if ((int64_t)buffer.size() < plan.a_size()) buffer.resize((size_t)plan.a_size());
+  float* packed = buffer.data();
+  gemm_pack_a(plan, dy, O, false, packed);
+  const int64_t panels = (F + plan.nr - 1) / plan.nr;
+  const int64_t grain = std::max<int64_t>(1, (int64_t)(4e6 / (2.0 * N * O * plan.nr)));
+  parallel_for(panels, grain, [&](int64_t p0, int64_t p1) {
+    GemmPlan sub = plan;
+    const int64_t f0 = p0 * plan.nr;
+    sub.N = std::min(F, p1 * plan.nr) - f0;
+    gemm(sub, {packed, 0}, {w + f0, F}, dx + f0, F, false, false);
+  });
+}
+
 }  // namespace
 
 void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
@@ -106,7 +126,9 @@ void fully_connected_backward_input(const Tensor& dy, const Tensor& w, const Ten
   const int64_t N = p.batch, F = p.in_features, O = p.out_features;
   FloatView dyf(dy), wf(w);
   FloatOut out(dx);
-  sgemm_parallel(false, false, N, F, O, 1.f, dyf.get(), O, wf.get(), F, 0.f, out.get(), F);
+  // Short products (few rows) lose to BLAS's packing less than they gain from in-place W.
+  if (N >= 16 && O >= 64) backward_input_f32(dyf.get(), wf.get(), out.get(), N, F, O);
+  else sgemm_parallel(false, false, N, F, O, 1.f, dyf.get(), O, wf.get(), F, 0.f, out.get(), F);
   out.finish();
 }
 
