@@ -122,14 +122,18 @@ def test_conv_epilogue_packs(neuron, hw, dtype):
 
 
 DISJOINT = [dict(kernel_size=2), dict(kernel_size=2, stride=3), dict(kernel_size=(2, 3), stride=(3, 3), padding=1),
-            dict(kernel_size=3, stride=(3, 4), padding=(1, 0, 2, 1)), dict(kernel_size=1, stride=2)]
+            dict(kernel_size=3, stride=(3, 4), padding=(1, 0, 2, 1)), dict(kernel_size=1, stride=2),
+            dict(kernel_size=(3, 2)), dict(kernel_size=3), dict(kernel_size=2, padding=(1, 0, 0, 0))]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cfg", DISJOINT)
-@pytest.mark.parametrize("shape", [(2, 3, 13, 11), (1, 1, 4, 4), (4, 8, 28, 28)])
+@pytest.mark.parametrize("shape", [(2, 3, 13, 11), (1, 1, 4, 4), (4, 8, 28, 28), (3, 2, 12, 12)])
 def test_max_pool_backward_disjoint_windows(shape, cfg, dtype):
-    # Inputs outside every window (gaps, trailing rows) get 0; ties and NaN follow the argmax.
+    # Windows that tile the input exactly (2x2 on 28x28, 3x2 and 3x3 on 12x12) take the
+    # one-thread-per-window kernel (2-wide ones with paired stores); the others the per-input
+    # gather, where inputs outside every window (gaps, trailing rows) get 0. Ties and NaN
+    # follow the argmax.
     x = _data(shape, dtype, seed=11)
     x.flat[5] = np.nan
     x.flat[-3:] = 1.0
@@ -140,6 +144,22 @@ def test_max_pool_backward_disjoint_windows(shape, cfg, dtype):
     dx = mnn.ops.max_pool2d_backward(_cuda(dy), st).numpy()
     ref = mnn.ops.max_pool2d_backward(dy, st_cpu)
     np.testing.assert_array_equal(dx, ref)  # one winner per input: a copy, exact
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cfg", [dict(kernel_size=2, stride=(1, 2)),
+                                 dict(kernel_size=(3, 2), stride=(2, 2), padding=(1, 1, 0, 0))])
+def test_max_pool_paired_forward_overlapping_rows(cfg, dtype):
+    # 2-wide windows at even columns read each window row as one pair, also when rows overlap
+    # or are padded; NaN and ties (equal values in a window) pick the CPU's winner.
+    x = _data((2, 3, 9, 12), dtype, seed=15)
+    x.flat[7] = np.nan
+    x[1, 1, 4, 4:8] = 2.0
+    y, st = mnn.ops.max_pool2d_forward(_cuda(x), **cfg)
+    y_cpu, st_cpu = mnn.ops.max_pool2d_forward(x, **cfg)
+    np.testing.assert_array_equal(y.numpy(), y_cpu)
+    dy = _data(y_cpu.shape, dtype, seed=16, scale=1.0)
+    _close(mnn.ops.max_pool2d_backward(_cuda(dy), st).numpy(), mnn.ops.max_pool2d_backward(dy, st_cpu), TOL[dtype])
 
 
 def test_max_pool_backward_unaligned_gradient(torch):

@@ -38,3 +38,18 @@ timeout "${BENCH_TIMEOUT:-240}" python3 benchmarks/bench_cuda.py --steps 50 --re
   --markdown "$OUT/bench.md" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
 echo "bench rc $?"
 cat "$OUT/bench.log"
+# COMPARE=1: the training rows again with one choice switched back each (same machine, same call):
+# any cuDNN algorithm (not only deterministic ones), and cuBLAS's batched call for single GEMMs.
+if [[ "${COMPARE:-0}" == 1 ]]; then
+  for v in METALNN_CUDNN_DETERMINISTIC=0 METALNN_CUBLAS_STRIDED=1 none=0; do
+    echo "-- compare: $v"
+    env "$v" timeout 120 python3 benchmarks/bench_cuda.py --steps 50 --no-elementwise --train-batches 256 1024 \
+      --infer-batches --markdown "$OUT/compare_${v%%=*}.md" 2>&1 | grep -E "^\| train"
+  done
+fi
+# SANITIZE=1: compute-sanitizer memcheck over the packed kernels' tests (no cuDNN/cuBLAS there).
+if [[ "${SANITIZE:-0}" == 1 ]]; then
+  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -q -p no:cacheprovider \
+    tests/test_cuda_vectorized.py -k "neuron or max_pool" > "$OUT/memcheck.log" 2>&1
+  echo "memcheck rc $?: $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1) $(tail -1 "$OUT/memcheck.log")"
+fi

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <library_types.h>
 
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
@@ -26,6 +27,8 @@ using DestroyFn = int (*)(Handle);
 using GemmFn = int (*)(Handle, int, int, int, int, int, const void*, const void*, cudaDataType, int, long long,
                        const void*, cudaDataType, int, long long, const void*, void*, cudaDataType, int, long long,
                        int, int, int);
+using GemmExFn = int (*)(Handle, int, int, int, int, int, const void*, const void*, cudaDataType, int, const void*,
+                         cudaDataType, int, const void*, void*, cudaDataType, int, int, int);
 constexpr int kOpN = 0, kOpT = 1, kCompute16F = 64, kCompute32F = 68, kCompute32FFastTf32 = 77, kGemmDefault = -1;
 
 struct Lib {
@@ -34,6 +37,8 @@ struct Lib {
   SetWorkspaceFn set_workspace = nullptr;
   DestroyFn destroy = nullptr;
   GemmFn gemm = nullptr;
+  GemmExFn gemm_ex = nullptr;  // single products: cuBLAS's non-batched heuristics
+  bool strided_only = false;   // METALNN_CUBLAS_STRIDED=1: every product through the batched call
   std::string error;
 };
 
@@ -56,6 +61,9 @@ const Lib& lib() {
     r.gemm = (GemmFn)dlsym(h, "cublasGemmStridedBatchedEx");
     r.set_workspace = (SetWorkspaceFn)dlsym(h, "cublasSetWorkspace_v2");
     r.destroy = (DestroyFn)dlsym(h, "cublasDestroy_v2");
+    r.gemm_ex = (GemmExFn)dlsym(h, "cublasGemmEx");
+    const char* env = std::getenv("METALNN_CUBLAS_STRIDED");
+    r.strided_only = env && env[0] == '1';
     if (!r.create || !r.set_stream || !r.gemm) r.error = "libcublas lacks cublasGemmStridedBatchedEx";
     return r;
   }();
@@ -104,8 +112,11 @@ void gemm(const char* op, bool trans_a, bool trans_b, int m, int n, int k, const
   } else if (!ab_half && allow_tf32()) {
     compute = kCompute32FFastTf32;
   }
-  int st = l.gemm(handle, trans_a ? kOpT : kOpN, trans_b ? kOpT : kOpN, m, n, k, pa, a, ab, lda, stride_a, b, ab,
-                  ldb, stride_b, pb, c, ct, ldc, stride_c, batch, compute, kGemmDefault);
+  const int ta = trans_a ? kOpT : kOpN, tb = trans_b ? kOpT : kOpN;
+  int st = batch == 1 && l.gemm_ex && !l.strided_only
+               ? l.gemm_ex(handle, ta, tb, m, n, k, pa, a, ab, lda, b, ab, ldb, pb, c, ct, ldc, compute, kGemmDefault)
+               : l.gemm(handle, ta, tb, m, n, k, pa, a, ab, lda, stride_a, b, ab, ldb, stride_b, pb, c, ct, ldc,
+                        stride_c, batch, compute, kGemmDefault);
   if (st != 0) fail(ErrorKind::Runtime, op, "cuBLAS GEMM failed with status ", st);
 }
 

@@ -3,6 +3,9 @@
 // functions used are declared in cudnn.cpp. Each call returns false, having done nothing,
 // when cuDNN is missing or does not take the parameters (asymmetric padding that changes
 // the output size); the caller then runs its own im2col + GEMM path.
+// Algorithms: per (direction, shape, dtype, math) the fastest by cudnnFind, measured once
+// outside a CUDA-graph capture (the heuristic inside one, re-measured at the next call
+// outside); for float32 deterministic ones first unless METALNN_CUDNN_DETERMINISTIC=0.
 #pragma once
 #include "kernels/conv_params.h"
 #include "metalnn/core/tensor.h"

@@ -7,6 +7,24 @@ namespace {
 #define MNN_GRID_LOOP(i, n) \
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
+// Two adjacent values as one 8-byte (float) or 4-byte (half) access, for 2-wide windows.
+template <class S>
+struct Pair;
+template <>
+struct Pair<float> {
+  using T = float2;
+  static __device__ __forceinline__ float2 make(float a, float b) { return make_float2(a, b); }
+  static __device__ __forceinline__ float2 get(const float* p) { return *reinterpret_cast<const float2*>(p); }
+};
+template <>
+struct Pair<__half> {
+  using T = __half2;
+  static __device__ __forceinline__ __half2 make(float a, float b) { return __floats2half2_rn(a, b); }
+  static __device__ __forceinline__ float2 get(const __half* p) {
+    return __half22float2(*reinterpret_cast<const __half2*>(p));
+  }
+};
+
 // One thread per output; the row-major first maximum wins, a NaN wins (as on the CPU).
 // I: index type (uint32_t when the sizes fit, see with_index_type).
 template <class S, class I>
@@ -28,6 +46,36 @@ __global__ void max_forward_kernel(const S* x, S* y, int32_t* arg, MnnPool2dPara
           best = h * p.w + w;
         }
       }
+    store(y, i, m);
+    arg[i] = best;
+  }
+}
+
+// 2-wide windows at even columns (stride 2, no left padding, even rows, x pair-aligned): each
+// window row is one paired load; same comparisons in the same order as max_forward_kernel.
+template <class S, class I>
+__global__ void max_forward_pairs_kernel(const S* x, S* y, int32_t* arg, MnnPool2dParams p) {
+  const I total = (I)p.n * p.c * p.out_h * p.out_w;
+  for (I i = blockIdx.x * (I)blockDim.x + threadIdx.x; i < total; i += (I)gridDim.x * blockDim.x) {
+    const I orow = i / (I)p.out_w;
+    const int ow = (int)(i - orow * (I)p.out_w), oh = (int)(orow % (I)p.out_h);
+    const S* xp = x + (int64_t)(orow / (I)p.out_h) * p.h * p.w;
+    const int h0 = oh * p.stride_h - p.pad_top, w0 = 2 * ow;
+    const int hs = max(h0, 0), he = min(h0 + p.kernel_h, p.h);
+    float m = 0.f;
+    int32_t best = -1;
+    for (int h = hs; h < he; ++h) {
+      const int at = h * p.w + w0;
+      const float2 v = Pair<S>::get(xp + at);
+      if (best < 0 || ((m == m) & !(v.x <= m))) {
+        m = v.x;
+        best = at;
+      }
+      if ((m == m) & !(v.y <= m)) {
+        m = v.y;
+        best = at + 1;
+      }
+    }
     store(y, i, m);
     arg[i] = best;
   }
@@ -101,6 +149,34 @@ __global__ void max_backward_disjoint_kernel(const S* dy, const int32_t* arg, S*
   for (I e = packs * V + first; e < total; e += stride) {
     const I row = e / (I)p.w;
     store(dx, e, disjoint_grad(dy, arg, p, row / (I)p.h, (int)(row % (I)p.h), (int)(e - row * (I)p.w)));
+  }
+}
+
+// Windows that tile the input exactly (stride == kernel, no padding, out * kernel == size):
+// one thread per output writes its whole window (the winner gets dy, the rest 0), so each
+// input is written once with no per-input index search. Pairs: 2-wide windows stored as one
+// float2 / half2 (8- or 4-byte aligned rows).
+template <class S, class I, bool kPairs>
+__global__ void max_backward_tiled_kernel(const S* dy, const int32_t* arg, S* dx, MnnPool2dParams p) {
+  const I total = (I)p.n * p.c * p.out_h * p.out_w;
+  const int kh = p.kernel_h, kw = p.kernel_w;
+  for (I o = blockIdx.x * (I)blockDim.x + threadIdx.x; o < total; o += (I)gridDim.x * blockDim.x) {
+    const I orow = o / (I)p.out_w;
+    const int ow = (int)(o - orow * (I)p.out_w), oh = (int)(orow % (I)p.out_h);
+    const I plane = orow / (I)p.out_h;
+    const float g = load(dy, o);
+    const int32_t win = arg[o];
+    const int h0 = oh * kh, w0 = ow * kw;
+    S* base = dx + (int64_t)plane * p.h * p.w;
+    for (int i = 0; i < kh; ++i) {
+      const int at = (h0 + i) * p.w + w0;
+      if constexpr (kPairs) {
+        reinterpret_cast<typename Pair<S>::T*>(base + at)[0] = Pair<S>::make(at == win ? g : 0.f,
+                                                                               at + 1 == win ? g : 0.f);
+      } else {
+        for (int j = 0; j < kw; ++j) store(base, at + j, at + j == win ? g : 0.f);
+      }
+    }
   }
 }
 
@@ -314,9 +390,15 @@ void max_pool2d_forward(const Tensor& x, const Tensor& y, const Tensor& argmax, 
   auto s = current_stream();
   with_storage_type(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    const bool pairs = p.kernel_w == 2 && p.stride_w == 2 && p.pad_left == 0 && p.w % 2 == 0 &&
+                       2 * p.out_w <= p.w && ((uintptr_t)x.raw() % (2 * sizeof(T))) == 0;
     with_index_type(x.numel() > n ? x.numel() : n, [&](auto itag) {
       using I = decltype(itag);
-      max_forward_kernel<T, I><<<grid_for(n), kBlock, 0, s>>>(x.data<T>(), y.data<T>(), argmax.data<int32_t>(), p);
+      if (pairs)
+        max_forward_pairs_kernel<T, I><<<grid_for(n), kBlock, 0, s>>>(x.data<T>(), y.data<T>(),
+                                                                      argmax.data<int32_t>(), p);
+      else
+        max_forward_kernel<T, I><<<grid_for(n), kBlock, 0, s>>>(x.data<T>(), y.data<T>(), argmax.data<int32_t>(), p);
     });
   });
   check_launch("max_pool2d_forward");
@@ -331,6 +413,22 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, const Tensor& d
   const bool disjoint = sh >= kh && sw >= kw && pt >= 0 && pl >= 0;
   with_storage_type(dy.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    const bool tiled = sh == kh && sw == kw && pt == 0 && pl == 0 && p.out_h * kh == p.h && p.out_w * kw == p.w;
+    if (tiled && n) {
+      // Pairs need every window start (even column, even row width) on a pair boundary.
+      const bool pairs = kw == 2 && p.w % 2 == 0 && ((uintptr_t)dx.raw() % (2 * sizeof(T))) == 0;
+      const int64_t outs = dy.numel();
+      with_index_type(n, [&](auto itag) {
+        using I = decltype(itag);
+        if (pairs)
+          max_backward_tiled_kernel<T, I, true><<<grid_for(outs), kBlock, 0, s>>>(dy.data<T>(), argmax.data<int32_t>(),
+                                                                                  dx.data<T>(), p);
+        else
+          max_backward_tiled_kernel<T, I, false><<<grid_for(outs), kBlock, 0, s>>>(
+              dy.data<T>(), argmax.data<int32_t>(), dx.data<T>(), p);
+      });
+      return;
+    }
     if (disjoint && n) {
       const bool vec = aligned16(dx.raw());
       with_index_type(n > dy.numel() ? n : dy.numel(), [&](auto itag) {
