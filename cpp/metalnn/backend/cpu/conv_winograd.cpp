@@ -6,10 +6,10 @@
 #include <cstring>
 #include <vector>
 
-#include "metalnn/backend/cpu/blas.h"
 #include "metalnn/backend/cpu/conv_gemm.h"
 #include "metalnn/backend/cpu/conv_storage.h"
 #include "metalnn/backend/cpu/conv_winograd_tiles.h"
+#include "metalnn/backend/cpu/conv_winograd_transpose.h"
 #include "metalnn/core/thread_pool.h"
 
 namespace metalnn::cpu {
@@ -129,7 +129,7 @@ float* grow(std::vector<float>& v, int64_t n) {
 // Per-thread buffers, grown once and reused, so a training step does not allocate.
 struct Scratch {
   std::vector<float> V, Mb, stage, in, out, row;
-  std::vector<const float*> in_ptr;
+  std::vector<const float*> in_ptr, dy_ptr;
   std::vector<float*> out_ptr;
 };
 Scratch& scratch() {
@@ -164,6 +164,43 @@ void pad_rows(const Tensor& t, int64_t n, int64_t C, int64_t h, int64_t w, int64
       if (half) half_to_float_n(t.data<uint16_t>() + at, d + x0, (size_t)(x1 - x0));
       else std::memcpy(d + x0, t.data<float>() + at, sizeof(float) * (size_t)(x1 - x0));
     }
+}
+
+// Rows [y0, y1) of image n of t (C, h, w) as channel-last, zero-padded planes (rows, pw, Cp):
+// element (y, x, c) = t(c, y - top, x - left), zero outside the image and for c >= C.
+// Written in order, gathering across the (cache-resident) channel planes of the image.
+void channel_last_rows(const Tensor& t, int64_t n, int64_t C, int64_t h, int64_t w, int64_t top, int64_t left,
+                       int64_t pw, int64_t Cp, int64_t y0, int64_t y1, float* dst, std::vector<float>& wide) {
+  std::fill(dst + y0 * pw * Cp, dst + y1 * pw * Cp, 0.f);
+  const int64_t x0 = std::max<int64_t>(0, left), x1 = std::min<int64_t>(pw, left + w);
+  const int64_t r0 = std::max(y0, top), r1 = std::min(y1, top + h);
+  if (x1 <= x0 || r1 <= r0) return;
+  const int64_t plane = h * w;
+  const float* img = block_in(t, n, C * plane, wide);  // float16: widened once
+  for (int64_t y = r0; y < r1; ++y) {
+    int64_t x = x0;
+#if defined(__AVX__)
+    // 8 columns x 8 channels at a time, transposed in registers.
+    for (; x + 8 <= x1; x += 8) {
+      const float* src = img + (y - top) * w + (x - left);
+      float* d = dst + (y * pw + x) * Cp;
+      int64_t c = 0;
+      for (; c + 8 <= C; c += 8) {
+        __m256 r[8];
+        for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(src + (c + j) * plane);
+        winograd::transpose8(r);
+        for (int j = 0; j < 8; ++j) _mm256_storeu_ps(d + j * Cp + c, r[j]);
+      }
+      for (; c < C; ++c)
+        for (int j = 0; j < 8; ++j) d[j * Cp + c] = src[c * plane + j];
+    }
+#endif
+    for (; x < x1; ++x) {
+      const float* src = img + (y - top) * w + (x - left);
+      float* d = dst + (y * pw + x) * Cp;
+      for (int64_t c = 0; c < C; ++c) d[c] = src[c * plane];
+    }
+  }
 }
 
 // Padded input planes of the images block b touches, each row range it reads.
@@ -242,9 +279,10 @@ void winograd_forward(const Tensor& x, const float* w, bool flip, const Epilogue
 void winograd_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw, const MnnConv2dParams& p) {
   const Kernels& k = *pick(p, Direction::weight);
   const Geometry g = geometry(p, k);
-  const int64_t a2 = (int64_t)k.alpha * k.alpha, us = a2 * g.O * g.C;
-  const int64_t out_size = g.O * g.out_h() * g.out_w();
-  // Long products (K = tiles) amortise the per-call cost; one partial sum per thread.
+  const int64_t a2 = (int64_t)k.alpha * k.alpha, Cp = winograd::channel_pad(g.C), Op = winograd::channel_pad(g.O);
+  const int64_t us = a2 * g.O * Cp, in_size = g.in_h() * g.in_w() * Cp, out_size = g.out_h() * g.out_w() * Op;
+  // Per block: dU_xi (O x Cp) += dM_xi (O x tiles) * V_xi (tiles x Cp), both read in place;
+  // one partial sum per thread, added up at the end.
   const BlockPlan bp(g, p.batch, target_tiles(Direction::weight));
   const int64_t T = std::max<int64_t>(1, std::min<int64_t>(num_threads(), bp.blocks));
   thread_local std::vector<float> partial;
@@ -252,32 +290,36 @@ void winograd_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& d
   std::fill(part, part + T * us, 0.f);
   parallel_for(T, 1, [&](int64_t t0, int64_t t1) {
     Scratch& s = scratch();
-    const TileBlock b = bp.block(g, 0);
-    float* V = grow(s.V, winograd::transformed_size(k, b, g.C));
-    float* dM = grow(s.Mb, winograd::transformed_size(k, b, g.O));
-    float* stage = grow(s.stage, winograd::stage_size(k, b));
-    const int64_t vx = b.xi_stride(g.C), mx = b.xi_stride(g.O);
+    const TileBlock b = bp.block(g, 0);  // the largest
+    float* V = grow(s.V, a2 * winograd::cl_stride(b, Cp));
+    float* dM = grow(s.Mb, a2 * winograd::cl_stride(b, Op));
     for (int64_t t = t0; t < t1; ++t) {
       float* acc = part + t * us;
       for (int64_t bi = bp.blocks * t / T; bi < bp.blocks * (t + 1) / T; ++bi) {
         const TileBlock tb = bp.block(g, bi);
-        const int64_t n0 = tb.first_image(), n1 = tb.last_image();
-        input_planes(x, p, g, tb, s);
-        k.input(g, tb, s.in_ptr.data(), V, stage);
-        // dy as tile-aligned planes, zero past the output's edges.
-        float* planes = grow(s.out, (n1 - n0 + 1) * out_size + 8);
-        s.out_ptr.resize((size_t)(n1 - n0 + 1));
+        const int64_t n0 = tb.first_image(), n1 = tb.last_image(), images = n1 - n0 + 1;
+        float* in = grow(s.in, images * in_size);
+        float* out = grow(s.out, images * out_size);
+        s.in_ptr.resize((size_t)images);
+        s.dy_ptr.resize((size_t)images);
         for (int64_t n = n0; n <= n1; ++n) {
           int64_t lo, hi;
           tile_rows(tb, n, lo, hi);
-          float* dst = planes + (n - n0) * out_size;
-          pad_rows(dy, n, g.O, p.out_height, p.out_width, 0, 0, g.out_h(), g.out_w(), lo * g.m, hi * g.m, dst);
-          s.out_ptr[(size_t)(n - n0)] = dst;
+          float* xi_planes = in + (n - n0) * in_size;
+          float* dy_planes = out + (n - n0) * out_size;
+          channel_last_rows(x, n, g.C, p.in_height, p.in_width, p.pad_top, p.pad_left, g.in_w(), Cp, lo * g.m,
+                            hi * g.m + g.r - 1, xi_planes, s.row);
+          channel_last_rows(dy, n, g.O, p.out_height, p.out_width, 0, 0, g.out_w(), Op, lo * g.m, hi * g.m,
+                            dy_planes, s.row);
+          s.in_ptr[(size_t)(n - n0)] = xi_planes;
+          s.dy_ptr[(size_t)(n - n0)] = dy_planes;
         }
-        k.output_adjoint(g, tb, s.out_ptr.data(), dM, stage);
+        k.input_cl(g, tb, s.in_ptr.data(), Cp, V);
+        k.output_adjoint_cl(g, tb, s.dy_ptr.data(), Op, dM);
+        const GemmPlan gp = gemm_plan(g.O, Cp, tb.count());
+        const int64_t vx = winograd::cl_stride(tb, Cp), mx = winograd::cl_stride(tb, Op);
         for (int64_t xi = 0; xi < a2; ++xi)
-          sgemm(false, true, g.O, g.C, bp.lanes, 1.f, dM + xi * mx, bp.lanes, V + xi * vx, bp.lanes, 1.f,
-                acc + xi * g.O * g.C, g.C);
+          gemm(gp, {dM + xi * mx, Op}, {V + xi * vx, Cp}, acc + xi * g.O * Cp, Cp, true, false);
       }
     }
   });
@@ -285,6 +327,8 @@ void winograd_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& d
     const float* src = part + t * us;
     for (int64_t i = 0; i < us; ++i) part[i] += src[i];
   }
+  if (Cp != g.C)  // drop the padded channels: [xi][o][Cp] -> [xi][o][C]
+    for (int64_t row = 0; row < a2 * g.O; ++row) std::memmove(part + row * g.C, part + row * Cp, sizeof(float) * g.C);
   FloatOut out(dw);
   k.weights_adjoint(part, g.O, g.C, out.get());
   out.finish();

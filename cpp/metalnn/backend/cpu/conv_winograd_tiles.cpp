@@ -6,9 +6,7 @@
 
 #include "metalnn/backend/cpu/conv_winograd_matrices.h"
 
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
+#include "metalnn/backend/cpu/conv_winograd_transpose.h"
 
 namespace metalnn::cpu::winograd {
 namespace {
@@ -107,27 +105,6 @@ constexpr bool pairs_mirror(Mat mat) {
   return true;
 }
 
-#if defined(__AVX__)
-// r[j][i] <-> r[i][j] for an 8 x 8 block of floats held as 8 rows.
-inline void transpose8(__m256 r[8]) {
-  __m256 t[8], s[8];
-  for (int i = 0; i < 4; ++i) {
-    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int h = 0; h < 2; ++h) {
-    __m256 a = t[4 * h], b = t[4 * h + 1], c = t[4 * h + 2], d = t[4 * h + 3];
-    s[4 * h] = _mm256_shuffle_ps(a, c, 0x44);
-    s[4 * h + 1] = _mm256_shuffle_ps(a, c, 0xEE);
-    s[4 * h + 2] = _mm256_shuffle_ps(b, d, 0x44);
-    s[4 * h + 3] = _mm256_shuffle_ps(b, d, 0xEE);
-  }
-  for (int i = 0; i < 4; ++i) {
-    r[i] = _mm256_permute2f128_ps(s[i], s[4 + i], 0x20);
-    r[i + 4] = _mm256_permute2f128_ps(s[i], s[4 + i], 0x31);
-  }
-}
-#endif
 
 // stage[(k * A + kk) * S + t] = src_t[k * W + kk] for the tiles t in [t0, t1), src_t = base[t] + offset.
 template <int A>
@@ -335,27 +312,51 @@ void output(const Geometry& g, const TileBlock& b, const float* Mb, float* const
   }
 }
 
-// dM = A dy A^T per output channel, tiles as lanes.
+// V = B^T d B with the channels as lanes, from channel-last input planes.
 template <int M, int R>
-void output_adjoint(const Geometry& g, const TileBlock& b, const float* const* images, float* dM, float* stage) {
-  using T = F<M, R>;
-  constexpr int A = T::A;
-  const int64_t L = b.lanes, S = b.stage_stride(), X = b.xi_stride(g.O), nt = b.count();
-  const int64_t W = g.out_w(), plane = g.out_h() * W;
+void input_cl(const Geometry& g, const TileBlock& b, const float* const* images, int64_t Cp, float* V) {
+  constexpr int A = M + R - 1;
+  const int64_t W = g.in_w(), nt = b.count(), X = cl_stride(b, Cp);
   const TilePos* pos = tile_positions(g, b, M);
-  for (int64_t e = 0; e < M * M; ++e) std::fill(stage + e * S + nt, stage + e * S + L, 0.f);
-  thread_local std::vector<const float*> base;
-  base.resize((size_t)nt);
-  for (int64_t t = 0; t < nt; ++t) base[(size_t)t] = images[pos[t].image] + pos[t].oy * W + pos[t].ox;
-  for (int64_t o = 0; o < g.O; ++o) {
-    gather_windows<M>(base.data(), o * plane, W, S, 0, nt, stage);
-    for (int64_t l = 0; l < L; l += VW) {
+  for (int64_t t = 0; t < nt; ++t) {
+    const float* src = images[pos[t].image] + (pos[t].oy * W + pos[t].ox) * Cp;
+    for (int64_t c = 0; c < Cp; c += VW) {
+      vf tmp[A][A];  // tmp[i][kk] = sum_k BT[i][k] d[k][kk]
+#pragma GCC unroll 8
+      for (int kk = 0; kk < A; ++kk) {
+        vf d[A], col[A];
+#pragma GCC unroll 8
+        for (int k = 0; k < A; ++k) d[k] = load(src + (k * W + kk) * Cp + c);
+        apply<A, A, kRows>(BT<M, R>{}, d, col);
+#pragma GCC unroll 8
+        for (int i = 0; i < A; ++i) tmp[i][kk] = col[i];
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < A; ++i) {
+        vf row[A];
+        apply<A, A, kRows>(BT<M, R>{}, tmp[i], row);
+#pragma GCC unroll 8
+        for (int j = 0; j < A; ++j) store(V + (i * A + j) * X + t * Cp + c, row[j]);
+      }
+    }
+  }
+}
+
+// dM = A dy A^T with the output channels as lanes, from channel-last output-gradient planes.
+template <int M, int R>
+void output_adjoint_cl(const Geometry& g, const TileBlock& b, const float* const* images, int64_t Op, float* dM) {
+  constexpr int A = M + R - 1;
+  const int64_t W = g.out_w(), nt = b.count(), X = cl_stride(b, Op);
+  const TilePos* pos = tile_positions(g, b, M);
+  for (int64_t t = 0; t < nt; ++t) {
+    const float* src = images[pos[t].image] + (pos[t].oy * W + pos[t].ox) * Op;
+    for (int64_t o = 0; o < Op; o += VW) {
       vf tmp[A][M];  // tmp[i][bb] = sum_a AT[a][i] e[a][bb]
 #pragma GCC unroll 8
       for (int bb = 0; bb < M; ++bb) {
         vf e[M], col[A];
 #pragma GCC unroll 8
-        for (int a = 0; a < M; ++a) e[a] = load(stage + (a * M + bb) * S + l);
+        for (int a = 0; a < M; ++a) e[a] = load(src + (a * W + bb) * Op + o);
         apply<A, M, kRows>(AM<M, R>{}, e, col);
 #pragma GCC unroll 8
         for (int i = 0; i < A; ++i) tmp[i][bb] = col[i];
@@ -365,7 +366,7 @@ void output_adjoint(const Geometry& g, const TileBlock& b, const float* const* i
         vf row[A];
         apply<A, M, kRows>(AM<M, R>{}, tmp[i], row);
 #pragma GCC unroll 8
-        for (int j = 0; j < A; ++j) store(dM + (i * A + j) * X + o * L + l, row[j]);
+        for (int j = 0; j < A; ++j) store(dM + (i * A + j) * X + t * Op + o, row[j]);
       }
     }
   }
@@ -377,8 +378,8 @@ constexpr Kernels make_kernels() {
   static_assert(pairs_mirror<A, A, kRows>(BT<M, R>{}) && pairs_mirror<M, A, kCols>(AT<M, R>{}) &&
                 pairs_mirror<A, M, kRows>(AM<M, R>{}) && pairs_mirror<A, R, kRows>(G<M, R>{}) &&
                 pairs_mirror<R, A, kCols>(GT<M, R>{}));
-  return Kernels{M, R, M + R - 1, weights<M, R>, input<M, R>, output<M, R>, output_adjoint<M, R>,
-                 weights_adjoint<M, R>};
+  return Kernels{M, R, M + R - 1, weights<M, R>, input<M, R>, output<M, R>, input_cl<M, R>,
+                 output_adjoint_cl<M, R>, weights_adjoint<M, R>};
 }
 
 // F(4x4, 5x5) and F(2x2, 5x5); F(6x6, 3x3), F(4x4, 3x3), F(2x2, 3x3).
@@ -392,6 +393,8 @@ const Kernels* kernels_for(int m, int r) {
     if (k.m == m && k.r == r) return &k;
   return nullptr;
 }
+
+int64_t channel_pad(int64_t channels) { return (channels + VW - 1) / VW * VW; }
 
 int64_t weights_panel_size(int64_t O, int64_t C, int mr) { return ((O + mr - 1) / mr * mr * C + VW - 1) / VW * VW; }
 

@@ -46,13 +46,22 @@ struct Kernels {
   void (*input)(const Geometry& g, const TileBlock& b, const float* const* images, float* V, float* stage);
   // Output tiles from Mb[xi * xi_stride(O) + o * lanes + t] into output planes.
   void (*output)(const Geometry& g, const TileBlock& b, const float* Mb, float* const* images);
-  // The adjoint of `output`: dM[xi * xi_stride(O) + o * lanes + t] from output-gradient planes
-  // (8 readable floats past the last plane's end).
-  void (*output_adjoint)(const Geometry& g, const TileBlock& b, const float* const* images, float* dM,
-                         float* stage);
+  // The weight gradient's operands, channel-last so that its products (summed over the
+  // tiles) read both in place: from channel-last planes (rows, columns, Cp) with
+  // Cp = channel_pad(C) (channels past C zero),
+  //   V[xi * cl_stride(b, Cp) + t * Cp + c]   (input tiles, like `input`), and
+  //   dM[xi * cl_stride(b, Op) + t * Op + o]  (the adjoint of `output`, A dy A^T).
+  void (*input_cl)(const Geometry& g, const TileBlock& b, const float* const* images, int64_t Cp, float* V);
+  void (*output_adjoint_cl)(const Geometry& g, const TileBlock& b, const float* const* images, int64_t Op,
+                            float* dM);
   // The adjoint of `weights` (no flip): dw (O, C, r, r) from dU[(xi * O + o) * C + c].
   void (*weights_adjoint)(const float* dU, int64_t O, int64_t C, float* dw);
 };
+
+// Channels rounded up to whole vectors, and the per-position stride of a channel-last
+// transformed block (padded off powers of two, as xi_stride).
+int64_t channel_pad(int64_t channels);
+inline int64_t cl_stride(const TileBlock& b, int64_t padded_channels) { return b.count() * padded_channels + 16; }
 
 // Floats of one position's packed weights (rounded up to whole vectors).
 int64_t weights_panel_size(int64_t O, int64_t C, int mr);
@@ -60,7 +69,7 @@ int64_t weights_panel_size(int64_t O, int64_t C, int mr);
 // Kernels for F(m x m, r x r), or null when that pair is not built (see the .cpp).
 const Kernels* kernels_for(int m, int r);
 
-// Floats of the staging buffer `input` and `output_adjoint` need for a block, and of its
+// Floats of the staging buffer `input` needs for a block, and of its
 // transformed tiles with `channels` channels.
 int64_t stage_size(const Kernels& k, const TileBlock& b);
 int64_t transformed_size(const Kernels& k, const TileBlock& b, int64_t channels);
