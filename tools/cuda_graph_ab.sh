@@ -28,7 +28,7 @@ for r in 1 2; do
     d=.; [[ $v == base ]] && d=/tmp/base
     (cd $d && timeout $(cap 45) "$PY" benchmarks/bench_cuda.py --no-elementwise ${BENCH_ARGS:---steps 30} \
        --markdown "$OUT/bench_${v}_$r.md" > /tmp/bench_${v}_$r.log 2>&1)
-    s "bench $v run $r rc $?"; grep -E "^\| (train|infer)" "$OUT/bench_${v}_$r.md" | sed "s/^/$v$r /"
+    rc=$?; s "bench $v run $r rc $rc"; (( rc )) && tail -8 /tmp/bench_${v}_$r.log | tee -a "$OUT/summary.txt"; grep -E "^\| (train|infer)" "$OUT/bench_${v}_$r.md" | sed "s/^/$v$r /"
   done
 done
 cat > /tmp/san.py <<'PYEOF'
