@@ -74,17 +74,18 @@ Geometry geometry(const MnnConv2dParams& p, const Kernels& k) {
 }
 
 // Which path runs, from a time model fitted to single-thread measurements of both paths
-// on Zen 4 (14 layer shapes, 3 directions, within ~25%): milliseconds per unit of
+// on Zen 4 (14 layer shapes, within ~25%; see benchmarks/results/cpu_2026-11-26b.md):
+// milliseconds per unit of
 //  im2col:   product flops, im2col elements (N*P*K), outputs (N*P*O), images;
 //  Winograd: product flops, transformed inputs (lanes*alpha^2*C) and outputs (.. *O), images,
-// where lanes counts the padded tile lanes. The weight gradient has its own fit (its
-// products run through BLAS, which repacks the transformed tiles).
+// where lanes counts the padded tile lanes. The weight gradient has its own fit: its
+// operands are channel-last, channels padded to whole vectors (Cp, Op), no lane padding.
 enum class Direction { forward, weight };
 
 double im2col_ms(const MnnConv2dParams& p, Direction dir) {
   const double N = p.batch, P = (double)p.out_height * p.out_width, O = p.out_channels;
   const double K = (double)p.in_channels * p.kernel_height * p.kernel_width;
-  if (dir == Direction::weight) return 8.3e-9 * 2.0 * N * P * O * K + 6.3e-7 * N * P * K;
+  if (dir == Direction::weight) return 8.4e-9 * 2.0 * N * P * O * K + 5.2e-7 * N * P * K;
   return 1.12e-8 * 2.0 * N * P * O * K + 3.3e-8 * N * P * K + 3.1e-8 * N * P * O + 4.3e-3 * N;
 }
 
@@ -92,9 +93,13 @@ int64_t target_tiles(Direction dir) { return dir == Direction::weight ? 256 : 12
 
 double winograd_ms(const MnnConv2dParams& p, const Kernels& k, Direction dir) {
   const Geometry g = geometry(p, k);
+  const double a2 = (double)k.alpha * k.alpha, C = g.C, O = g.O, N = p.batch;
+  if (dir == Direction::weight) {
+    const double T = N * g.th * g.tw * a2, Cp = (double)winograd::channel_pad(g.C);
+    return 1.74e-8 * 2.0 * T * O * Cp + 5.7e-7 * T * Cp;
+  }
   const BlockPlan bp(g, p.batch, target_tiles(dir));
-  const double L = (double)bp.blocks * bp.lanes * k.alpha * k.alpha, C = g.C, O = g.O, N = p.batch;
-  if (dir == Direction::weight) return 1.76e-8 * 2.0 * L * O * C + 1.85e-7 * L * C + 2.28e-7 * L * O + 3.0e-3 * N;
+  const double L = (double)bp.blocks * bp.lanes * a2;
   return 1.03e-8 * 2.0 * L * O * C + 4.26e-7 * L * C + 3.14e-7 * L * O + 2.8e-3 * N;
 }
 
