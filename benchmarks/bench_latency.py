@@ -20,7 +20,7 @@ import numpy as np
 
 import metalnn as mnn
 from metalnn import ops
-from metalnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
+from metalnn.layers import Conv2d, Flatten, Linear, MaxPool2d, Sequential
 
 
 def build_sequential() -> Sequential:

@@ -1,7 +1,7 @@
 #include "metalnn/core/thread_pool.h"
 
 #include <algorithm>
-#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -16,6 +16,14 @@ namespace {
 
 thread_local bool t_in_parallel = false;
 
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 int default_threads() {
   if (const char* env = std::getenv("METALNN_NUM_THREADS")) {
     int n = std::atoi(env);
@@ -24,7 +32,30 @@ int default_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-// Workers wait for a job generation counter to change, run their chunk, report done.
+// How long an idle worker (or a waiting caller) spins before it sleeps: back-to-back
+// parallel regions (one per layer at batch 1) then skip the futex wake-up.
+std::chrono::microseconds spin_window() {
+  static const std::chrono::microseconds us{[] {
+    const char* env = std::getenv("METALNN_SPIN_US");
+    return env ? std::max(0, std::atoi(env)) : 100;
+  }()};
+  return us;
+}
+
+// Spins until pred() or the spin window has passed; true when pred() held.
+template <class Pred>
+bool spin_until(Pred pred) {
+  const auto until = std::chrono::steady_clock::now() + spin_window();
+  for (int i = 1;; ++i) {
+    if (pred()) return true;
+    cpu_relax();
+    if ((i & 63) == 0 && std::chrono::steady_clock::now() >= until) return pred();
+  }
+}
+
+// One job at a time. `ticket_` packs (generation:32 | chunks:16 | next chunk:16): a worker
+// claims a chunk with one fetch_add and sees which job it belongs to, so a worker that
+// woke late can never run a chunk of a job that has already finished.
 class Pool {
  public:
   explicit Pool(int n) { resize(n); }
@@ -33,58 +64,74 @@ class Pool {
   int size() const { return (int)workers_.size() + 1; }
 
   void resize(int n) {
+    std::lock_guard<std::mutex> run_lock(run_mutex_);  // not while a job runs
     stop();
-    stopping_ = false;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { work(i); });
+    stopping_.store(false);
+    // A worker starts from the current generation: one read inside the thread could
+    // already see the next job's and then wait past it.
+    const uint32_t seen = current_generation();
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, seen] { work(seen); });
   }
 
-  void run(int chunks, const std::function<void(int)>& job) {
+  // chunks <= 65535. team: every thread takes at most one chunk (chunks <= size()).
+  void run(int chunks, const std::function<void(int)>& job, bool team) {
     std::lock_guard<std::mutex> run_lock(run_mutex_);  // one parallel region at a time
+    job_ = &job;
+    team_ = team;
+    error_ = nullptr;
+    pending_.store(chunks, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      job_ = &job;
-      chunks_ = chunks;
-      next_.store(0);
-      pending_ = chunks;
-      error_ = nullptr;
       ++generation_;
+      ticket_.store((uint64_t)generation_ << 32 | (uint64_t)chunks << 16, std::memory_order_release);
+      if (sleeping_ > 0) cv_.notify_all();
     }
-    cv_.notify_all();
     drain();
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_cv_.wait(lock, [&] { return pending_ == 0; });
+    if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      caller_sleeping_ = true;
+      done_cv_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+      caller_sleeping_ = false;
+    }
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
+  // Claims and runs chunks of the current job (one at most in team mode).
   void drain() {
     t_in_parallel = true;
     for (;;) {
-      int c = next_.fetch_add(1);
-      if (c >= chunks_) break;
+      const uint64_t t = ticket_.fetch_add(1, std::memory_order_acq_rel);
+      const int chunks = (int)(t >> 16 & 0xffff), c = (int)(t & 0xffff);
+      if (c >= chunks) break;
       try {
         (*job_)(c);
       } catch (...) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!error_) error_ = std::current_exception();
       }
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_cv_.notify_all();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (caller_sleeping_) done_cv_.notify_all();
+      }
+      if (team_) break;
     }
     t_in_parallel = false;
   }
 
-  void work(int) {
-    uint64_t seen = 0;
+  uint32_t current_generation() const { return (uint32_t)(ticket_.load(std::memory_order_acquire) >> 32); }
+
+  void work(uint32_t seen) {
     for (;;) {
-      {
+      if (!spin_until([&] { return current_generation() != seen || stopping_.load(); })) {
         std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-        if (stopping_) return;
-        seen = generation_;
-        if (!job_) continue;
+        ++sleeping_;
+        cv_.wait(lock, [&] { return current_generation() != seen || stopping_.load(); });
+        --sleeping_;
       }
+      if (stopping_.load()) return;
+      seen = current_generation();
       drain();
     }
   }
@@ -92,9 +139,9 @@ class Pool {
   void stop() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      stopping_ = true;
+      stopping_.store(true);
+      cv_.notify_all();
     }
-    cv_.notify_all();
     for (auto& t : workers_) t.join();
     workers_.clear();
   }
@@ -103,11 +150,13 @@ class Pool {
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;
   const std::function<void(int)>* job_ = nullptr;
-  int chunks_ = 0;
-  std::atomic<int> next_{0};
-  int pending_ = 0;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  bool team_ = false;
+  std::atomic<uint64_t> ticket_{0};
+  std::atomic<int> pending_{0};
+  uint32_t generation_ = 0;
+  int sleeping_ = 0;
+  bool caller_sleeping_ = false;
+  std::atomic<bool> stopping_{false};
   std::exception_ptr error_;
 };
 
@@ -142,7 +191,30 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     int64_t begin = n * c / chunks, end = n * (c + 1) / chunks;
     if (begin < end) fn(begin, end);
   };
-  pool().run((int)chunks, job);
+  pool().run((int)chunks, job, false);
+}
+
+void parallel_team(int wanted, const std::function<void(int, int)>& fn) {
+  const int team = t_in_parallel ? 1 : std::max(1, std::min(wanted, num_threads()));
+  if (team == 1) {
+    fn(0, 1);
+    return;
+  }
+  std::function<void(int)> job = [&](int rank) { fn(rank, team); };
+  pool().run(team, job, true);
+}
+
+void SpinBarrier::wait() {
+  const uint32_t phase = phase_.load(std::memory_order_acquire);
+  if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+    count_.store(0, std::memory_order_relaxed);
+    phase_.store(phase + 1, std::memory_order_release);
+    return;
+  }
+  for (int i = 1; phase_.load(std::memory_order_acquire) == phase; ++i) {
+    if (i < 4096) cpu_relax();
+    else std::this_thread::yield();
+  }
 }
 
 }  // namespace metalnn

@@ -8,46 +8,12 @@
 
 #include "metalnn/backend/cpu/blas.h"
 #include "metalnn/backend/cpu/conv_storage.h"
+#include "metalnn/backend/cpu/rnn_gates.h"
+#include "metalnn/backend/cpu/rnn_lstm.h"
 #include "metalnn/core/thread_pool.h"
-
-// The gate loops use selects (clamps, rounding); gcc only if-converts and vectorises them
-// when floating-point traps need not be preserved, which nothing here relies on.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("no-trapping-math")
-#endif
 
 namespace metalnn::cpu {
 namespace {
-
-// exp for the gates, written branch-free so the step loops vectorise: x = n ln2 + r,
-// exp(r) by a degree-6 polynomial (|r| <= ln2/2), 2^n built in the exponent bits.
-// About 1 ulp; NaN stays NaN (the clamps keep a NaN first operand), +-Inf saturate.
-inline float exp_gate(float x) {
-  // Ternaries rather than std::min/max (which return references) and a truncating int
-  // conversion rather than std::floor: both keep gcc's vectoriser happy without fast-math.
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  const float t = x * 1.44269504089f;
-  const int32_t k = (int32_t)(t + (t >= 0.f ? 0.5f : -0.5f));  // round to nearest
-  const float n = (float)k;
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float e = p * r * r + r + 1.0f;
-  return e * __builtin_bit_cast(float, (k + 127) << 23);
-}
-
-inline float sigmoid_gate(float x) { return 1.0f / (1.0f + exp_gate(-x)); }
-
-// tanh = sign(x) (1 - e) / (1 + e), e = exp(-2|x|): absolute error ~1e-7 everywhere.
-inline float tanh_gate(float x) {
-  const float e = exp_gate(-2.0f * __builtin_fabsf(x));
-  return __builtin_copysignf((1.0f - e) / (1.0f + e), x);
-}
 
 inline float relu_gate(float a) { return a < 0.f ? 0.f : a; }  // NaN stays NaN
 
@@ -266,9 +232,31 @@ void gated_forward_rows2(const Layer& L, int64_t t, float* hn, float* y, int64_t
   }
 }
 
+// The LSTM without peephole or lengths runs the fused per-step kernels (rnn_lstm.h).
+bool fused_lstm(const Layer& L) { return L.p.cell == MNN_RNN_LSTM && !L.peep && !L.lengths; }
+
+LstmSequence lstm_sequence(const Layer& L) {
+  LstmSequence s;
+  s.T = L.T, s.B = L.B, s.I = L.I, s.H = L.H, s.reverse = L.reverse;
+  s.W = L.W, s.U = L.U, s.bias = L.bias;
+  s.gates = L.gates, s.hp = L.hp, s.cp = L.cp, s.h_last = L.h_last, s.c_last = L.c_last;
+  return s;
+}
+
+// A buffer per calling thread that only grows (the steady-state step allocates nothing).
+float* reusable(std::vector<float>& v, int64_t n) {
+  if ((int64_t)v.size() < n) v.resize((size_t)n);
+  return v.data();
+}
+
 // One layer and direction over the whole sequence. x (T*B, I) float32; y rows of ldy.
-void layer_forward(const Layer& L, const float* x, float* y, int64_t ldy) {
+// h0_zero: the initial h is all zeros (the fused LSTM skips its product).
+void layer_forward(const Layer& L, const float* x, float* y, int64_t ldy, bool h0_zero) {
   const int64_t T = L.T, B = L.B, I = L.I, H = L.H, G = L.G, GH = G * H;
+  if (fused_lstm(L)) {
+    lstm_forward_fused(lstm_sequence(L), x, y, ldy, h0_zero);
+    return;
+  }
   // Input projections of every step in one product; biases join in the step kernels.
   sgemm_parallel(false, true, T * B, GH, I, 1.f, x, I, L.W, I, 0.f, L.gates, GH);
   const bool gated = L.p.cell == MNN_RNN_GRU || L.p.cell == MNN_RNN_MGU;
@@ -422,10 +410,18 @@ void layer_backward(const Layer& L, const float* x, const float* dy, int64_t ldy
   const int64_t T = L.T, B = L.B, I = L.I, H = L.H, G = L.G, GH = G * H;
   const bool gated = L.p.cell == MNN_RNN_GRU || L.p.cell == MNN_RNN_MGU;
   const bool lstm = L.p.cell == MNN_RNN_LSTM;
-  std::vector<float> dgates((size_t)(T * B * GH)), dhp((size_t)(B * H)), dcp(lstm ? (size_t)(B * H) : 0),
-      drh(gated ? (size_t)(B * H) : 0);
-  float* dg = dgates.data();
-  for (int64_t s = T - 1; s >= 0; --s) {
+  // Every entry of dgates is written below (inactive rows get zeros).
+  thread_local std::vector<float> dgates;
+  float* dg = reusable(dgates, T * B * GH);
+  std::vector<float> dhp, dcp, drh;
+  if (fused_lstm(L)) {
+    lstm_backward_fused(lstm_sequence(L), dy, ldy, dh, dc, dg);
+  } else {
+    dhp.resize((size_t)(B * H));
+    dcp.resize(lstm ? (size_t)(B * H) : 0);
+    drh.resize(gated ? (size_t)(B * H) : 0);
+  }
+  for (int64_t s = fused_lstm(L) ? -1 : T - 1; s >= 0; --s) {
     const int64_t t = L.time_of(s);
     float* dgt = dg + t * B * GH;
     if (L.p.cell == MNN_RNN_SINGLE_GATE) {
@@ -561,7 +557,8 @@ void rnn_forward(const RnnDescriptor& d, const Tensor& x, const std::vector<Tens
       const int64_t first = lay.time_of(0);
       load_state(h0.empty() ? Tensor() : h0[k], lay.hp + first * B * H, B * H);
       if (lay.cp) load_state(c0.empty() ? Tensor() : c0[k], lay.cp + first * B * H, B * H);
-      layer_forward(lay, in, out + dir * H, D * H);
+      const bool h0_zero = h0.empty() || !h0[k].defined();
+      layer_forward(lay, in, out + dir * H, D * H, h0_zero);
       store_state(lay.h_last, h_last[k]);
       if (lay.c_last) store_state(lay.c_last, c_last[k]);
     }

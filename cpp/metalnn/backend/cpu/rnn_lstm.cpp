@@ -1,0 +1,329 @@
+#include "metalnn/backend/cpu/rnn_lstm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "metalnn/backend/cpu/rnn_gates.h"
+#include "metalnn/core/thread_pool.h"
+
+// Register tiles are R batch rows x 4 vectors of 8 units: per k, 4 weight vectors stay in
+// registers and R inputs are broadcast (8 loads per 16 FMAs with R = 4). Forward, the 4
+// vectors are the gates i, f, g, o of 8 units, so the tile is exactly what the cell of those
+// units needs; backward they are 32 units of dL/dh_prev. Rows stay in the (B, .) layouts the
+// rest of the layer uses, so the cells run on contiguous units.
+
+namespace metalnn::cpu {
+namespace {
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4)));
+constexpr int64_t NU = 8;  // units per vector
+#if defined(__AVX512F__)
+constexpr int MR = 4;  // 16 accumulators + 4 weight vectors + a broadcast: 32 registers
+#else
+constexpr int MR = 2;  // AVX2's 16 registers
+#endif
+
+inline v8 load8(const float* p) { return *(const v8u*)p; }
+inline void store8(float* p, v8 v) { *(v8u*)p = v; }
+
+// gcc would fold each weight load into every FMA that uses it (R loads instead of one).
+inline void pin(v8& v) {
+#if defined(__AVX512F__)
+  asm("" : "+v"(v));
+#elif defined(__AVX__)
+  asm("" : "+x"(v));
+#endif
+}
+
+float* scratch(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+int64_t chunks_of(int64_t H) { return (H + NU - 1) / NU; }
+
+// acc[r][v] += sum_k a[r * lda + k] * p[k * 8 * NV + v * 8 .. +8]: rows x NV vectors.
+template <int R, int NV>
+inline void tile(const float* __restrict a, int64_t lda, const float* __restrict p, int64_t K, v8 (&acc)[R][NV]) {
+  for (int64_t k = 0; k < K; ++k, p += NV * NU) {
+    v8 b[NV];
+    for (int v = 0; v < NV; ++v) {
+      b[v] = load8(p + v * NU);
+      pin(b[v]);
+    }
+    for (int r = 0; r < R; ++r) {
+      const float x = a[r * lda + k];
+      for (int v = 0; v < NV; ++v) acc[r][v] += x * b[v];
+    }
+  }
+}
+
+template <class Fn>
+void over_row_blocks(int64_t B, Fn&& fn) {
+  int64_t b = 0;
+  for (; b + MR <= B; b += MR) fn(b, std::integral_constant<int, MR>());
+  for (; b < B; ++b) fn(b, std::integral_constant<int, 1>());
+}
+
+// ---- forward ----
+
+// The gate functions of rnn_gates.h on 8 lanes at once (same steps, so the same results up
+// to FMA contraction); the cell of a full chunk runs on the accumulators without a loop.
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+inline v8 splat(float a) { return v8{} + a; }
+
+inline v8 exp8(v8 x) {
+  x = x < splat(-87.f) ? splat(-87.f) : x;  // NaN stays NaN (comparisons are false)
+  x = x > splat(88.f) ? splat(88.f) : x;
+  const v8 t = x * 1.44269504089f;
+  const v8i k = __builtin_convertvector(t + (t >= splat(0.f) ? splat(0.5f) : splat(-0.5f)), v8i);
+  const v8 n = __builtin_convertvector(k, v8);
+  const v8 r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  v8 p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const v8 e = p * r * r + r + 1.0f;
+  return e * (v8)((k + 127) << 23);
+}
+
+inline v8 sigmoid8(v8 x) { return 1.0f / (1.0f + exp8(-x)); }
+
+inline v8 tanh8(v8 x) {
+  const v8i sign = (v8i)x & (int32_t)0x80000000;
+  const v8 e = exp8(-2.0f * (v8)((v8i)x & 0x7fffffff));
+  return (v8)((v8i)((1.0f - e) / (1.0f + e)) | sign);
+}
+
+// Chunk c of [W | U]: per k, the gates i, f, g, o of units c*8 .. c*8+7 (zero past H).
+void pack_forward(const LstmSequence& L, float* P, int64_t c0, int64_t c1) {
+  const int64_t I = L.I, H = L.H, K = I + H;
+  for (int64_t c = c0; c < c1; ++c) {
+    float* p = P + c * K * 4 * NU;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t q = 0; q < 4; ++q)
+        for (int64_t u = 0; u < NU; ++u) {
+          const int64_t j = c * NU + u;
+          *p++ = j >= H ? 0.f : k < I ? L.W[(q * H + j) * I + k] : L.U[(q * H + j) * H + (k - I)];
+        }
+  }
+}
+
+// The cell on units [0, n) of one row, in place on its gate slots (stride H).
+void cell_forward(float* __restrict gi, float* __restrict gf, float* __restrict gc, float* __restrict go,
+                  const float* __restrict bias, int64_t H, const float* __restrict c0, float* __restrict c1,
+                  float* __restrict h1, float* __restrict y, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float i = sigmoid_gate(gi[j] + bias[j]), f = sigmoid_gate(gf[j] + bias[H + j]);
+    const float gg = tanh_gate(gc[j] + bias[2 * H + j]);
+    const float o = sigmoid_gate(go[j] + bias[3 * H + j]);
+    const float c = f * c0[j] + i * gg;
+    const float h = o * tanh_gate(c);
+    gi[j] = i;
+    gf[j] = f;
+    gc[j] = gg;
+    go[j] = o;
+    c1[j] = c;
+    h1[j] = h;
+    y[j] = h;
+  }
+}
+
+struct Step {
+  const float *xt, *hprev, *cprev;
+  float *gt, *hn, *cn, *yt;
+  int64_t ldy, Kh;
+};
+
+// Rows [b0, b0 + R) x chunk c: x W^T + h U^T into the gate slots, then the cell.
+template <int R>
+__attribute__((noinline)) void forward_block(const LstmSequence& L, const Step& st, const float* panel, int64_t b0, int64_t c) {
+  const int64_t I = L.I, H = L.H, G = 4 * H, j0 = c * NU, nv = std::min(NU, H - j0);
+  v8 acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < 4; ++q) acc[r][q] = v8{};
+  tile<R, 4>(st.xt + b0 * I, I, panel, I, acc);
+  tile<R, 4>(st.hprev + b0 * H, H, panel + I * 4 * NU, st.Kh, acc);
+  if (nv == NU) {
+    const v8 bi = load8(L.bias + j0), bf = load8(L.bias + H + j0), bg = load8(L.bias + 2 * H + j0),
+             bo = load8(L.bias + 3 * H + j0);
+    for (int r = 0; r < R; ++r) {
+      const int64_t b = b0 + r;
+      float* g = st.gt + b * G + j0;
+      const v8 i = sigmoid8(acc[r][0] + bi), f = sigmoid8(acc[r][1] + bf), gg = tanh8(acc[r][2] + bg),
+               o = sigmoid8(acc[r][3] + bo);
+      const v8 c = f * load8(st.cprev + b * H + j0) + i * gg;
+      const v8 h = o * tanh8(c);
+      store8(g, i);
+      store8(g + H, f);
+      store8(g + 2 * H, gg);
+      store8(g + 3 * H, o);
+      store8(st.cn + b * H + j0, c);
+      store8(st.hn + b * H + j0, h);
+      store8(st.yt + b * st.ldy + j0, h);
+    }
+    return;
+  }
+  for (int r = 0; r < R; ++r) {  // the last chunk, fewer than 8 units
+    const int64_t b = b0 + r;
+    float* g = st.gt + b * G + j0;
+    for (int q = 0; q < 4; ++q) {
+      if (nv == NU) {
+        store8(g + q * H, acc[r][q]);
+      } else {
+        float tmp[NU];
+        store8(tmp, acc[r][q]);
+        std::memcpy(g + q * H, tmp, (size_t)nv * sizeof(float));
+      }
+    }
+    cell_forward(g, g + H, g + 2 * H, g + 3 * H, L.bias + j0, H, st.cprev + b * H + j0, st.cn + b * H + j0,
+                 st.hn + b * H + j0, st.yt + b * st.ldy + j0, nv);
+  }
+}
+
+// ---- backward ----
+
+// Panels of up to 4 chunks (32 units) of U's columns: per n (row of U), the units side by side.
+// Panel of chunks [c, c + nc) starts at P + c * 8 * G.
+void pack_backward(const LstmSequence& L, float* P, int64_t c0, int64_t c1) {
+  const int64_t H = L.H, G = 4 * H;
+  for (int64_t c = c0; c < c1; c += 4) {
+    const int64_t nc = std::min<int64_t>(4, c1 - c), width = nc * NU;
+    float* p = P + c * NU * G;
+    for (int64_t n = 0; n < G; ++n, p += width)
+      for (int64_t u = 0; u < width; ++u) {
+        const int64_t j = c * NU + u;
+        p[u] = j < H ? L.U[n * H + j] : 0.f;
+      }
+  }
+}
+
+// The cell's gradient on units [0, n) of one row (no peephole): gate pre-activation
+// gradients into d (stride H), dc becomes dL/dc_prev.
+void cell_backward(const float* __restrict g, const float* __restrict dh, const float* __restrict dyr,
+                   float* __restrict dc, const float* __restrict c0, const float* __restrict c1, float* __restrict d,
+                   int64_t H, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
+    const float dht = dh[j] + dyr[j];
+    const float tc = tanh_gate(c1[j]);
+    const float dct = dc[j] + dht * o * (1.f - tc * tc);
+    d[j] = dct * gg * i * (1.f - i);
+    d[H + j] = dct * c0[j] * f * (1.f - f);
+    d[2 * H + j] = dct * i * (1.f - gg * gg);
+    d[3 * H + j] = dht * tc * o * (1.f - o);
+    dc[j] = dct * f;
+  }
+}
+
+// dh rows [b0, b0 + R), units of chunks [c, c + NV): the step's gate gradients times U's panel.
+// Not inlined: each tile gets its own register allocation (inlined, the accumulators spill).
+template <int R, int NV>
+__attribute__((noinline)) void backward_block(const float* dgt, int64_t G, const float* panel, float* dh, int64_t H, int64_t b0, int64_t c) {
+  v8 acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = v8{};
+  tile<R, NV>(dgt + b0 * G, G, panel, G, acc);
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) {
+      const int64_t j0 = (c + v) * NU, nv = std::min(NU, H - j0);
+      float* dst = dh + (b0 + r) * H + j0;
+      if (nv == NU) {
+        store8(dst, acc[r][v]);
+      } else {
+        float tmp[NU];
+        store8(tmp, acc[r][v]);
+        std::memcpy(dst, tmp, (size_t)nv * sizeof(float));
+      }
+    }
+}
+
+template <int R>
+void backward_rows(const float* dgt, int64_t G, const float* P, float* dh, int64_t H, int64_t b0, int64_t c0,
+                   int64_t c1) {
+  for (int64_t c = c0; c < c1; c += 4) {
+    const float* panel = P + c * NU * G;
+    switch (std::min<int64_t>(4, c1 - c)) {
+      case 4: backward_block<R, 4>(dgt, G, panel, dh, H, b0, c); break;
+      case 3: backward_block<R, 3>(dgt, G, panel, dh, H, b0, c); break;
+      case 2: backward_block<R, 2>(dgt, G, panel, dh, H, b0, c); break;
+      default: backward_block<R, 1>(dgt, G, panel, dh, H, b0, c); break;
+    }
+  }
+}
+
+// A team pays when each member gets enough rows x units to outweigh a barrier per step.
+int team_size(int64_t B, int64_t H) { return std::min(num_threads(), B * H >= 2048 && chunks_of(H) >= 4 ? 2 : 1); }
+
+// Member `rank` owns chunks [c0, c1) (whole chunks, so no two members write one vector).
+void member_chunks(int64_t C, int rank, int team, int64_t& c0, int64_t& c1) {
+  c0 = C * rank / team;
+  c1 = C * (rank + 1) / team;
+}
+
+}  // namespace
+
+void lstm_forward_fused(const LstmSequence& L, const float* x, float* y, int64_t ldy, bool h0_zero) {
+  const int64_t T = L.T, B = L.B, I = L.I, H = L.H, G = 4 * H, C = chunks_of(H), K = I + H;
+  thread_local std::vector<float> packed;
+  float* P = scratch(packed, (size_t)(C * K * 4 * NU));
+  const int team = team_size(B, H);
+  SpinBarrier barrier(team);
+  parallel_team(team, [&](int rank, int n) {
+    int64_t c0, c1;
+    member_chunks(C, rank, n, c0, c1);
+    pack_forward(L, P, c0, c1);  // each member packs, then reads, its own chunks
+    for (int64_t s = 0; s < T; ++s) {
+      const int64_t t = L.reverse ? T - 1 - s : s, tn = L.reverse ? t - 1 : t + 1;
+      const bool last = s + 1 == T;
+      const Step st{x + t * B * I, L.hp + t * B * H, L.cp + t * B * H, L.gates + t * B * G,
+                    last ? L.h_last : L.hp + tn * B * H, last ? L.c_last : L.cp + tn * B * H, y + t * B * ldy, ldy,
+                    s == 0 && h0_zero ? 0 : H};
+      for (int64_t c = c0; c < c1; ++c) {
+        const float* panel = P + c * K * 4 * NU;
+        over_row_blocks(B, [&](int64_t b0, auto r) { forward_block<decltype(r)::value>(L, st, panel, b0, c); });
+      }
+      barrier.wait();  // the next step reads every unit of h
+    }
+  });
+}
+
+void lstm_backward_fused(const LstmSequence& L, const float* dy, int64_t ldy, float* dh, float* dc,
+                         float* dgates) {
+  const int64_t T = L.T, B = L.B, H = L.H, G = 4 * H, C = chunks_of(H);
+  thread_local std::vector<float> packed, zeros;
+  float* P = scratch(packed, (size_t)(C * NU * G));
+  const float* zero_row = scratch(zeros, (size_t)H);
+  std::fill(zeros.begin(), zeros.end(), 0.f);
+  const int team = team_size(B, H);
+  SpinBarrier barrier(team);
+  parallel_team(team, [&](int rank, int n) {
+    int64_t c0, c1;
+    member_chunks(C, rank, n, c0, c1);
+    pack_backward(L, P, c0, c1);
+    const int64_t u0 = c0 * NU, u1 = std::min(H, c1 * NU);
+    for (int64_t s = T - 1; s >= 0; --s) {
+      const int64_t t = L.reverse ? T - 1 - s : s, tn = L.reverse ? t - 1 : t + 1;
+      const float* gt = L.gates + t * B * G;
+      const float* cprev = L.cp + t * B * H;
+      const float* cnext = s + 1 == T ? L.c_last : L.cp + tn * B * H;
+      float* dgt = dgates + t * B * G;
+      // This member's units: dL/dh_t, dL/dc_t -> gate gradients of step t, dL/dc_{t-1}.
+      for (int64_t b = 0; b < B; ++b)
+        cell_backward(gt + b * G + u0, dh + b * H + u0, dy ? dy + (t * B + b) * ldy + u0 : zero_row,
+                      dc + b * H + u0, cprev + b * H + u0, cnext + b * H + u0, dgt + b * G + u0, H, u1 - u0);
+      barrier.wait();  // the product reads every unit's gate gradients
+      // dL/dh_{t-1} for this member's units. The next cell reads only these units (no barrier);
+      // step t-1's gate gradients go to another slice of dgates than the one read here.
+      over_row_blocks(B, [&](int64_t b0, auto r) { backward_rows<decltype(r)::value>(dgt, G, P, dh, H, b0, c0, c1); });
+    }
+  });
+}
+
+}  // namespace metalnn::cpu

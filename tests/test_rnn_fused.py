@@ -1,0 +1,128 @@
+"""The CPU LSTM's fused per-step kernels (backend/cpu/rnn_lstm.cpp: packed weights, register-tiled
+step product with the cell as epilogue, hidden units split over a team of threads).
+
+They run for LSTM layers without peephole or sequence lengths. Sizes are chosen so the unit
+chunks (8 units), row tiles and the two-thread team all have tails: the forward is checked
+against the float64 reference, the gradients against the general path (the same layer with every
+sequence at full length, which takes the BLAS-per-step route) and against finite differences
+of the reference at a few points, with one thread and with two.
+"""
+
+import numpy as np
+import pytest
+from rnn_reference import make_weights, ref_rnn
+
+import metalnn as mnn
+from metalnn.ops.rnn import rnn_backward, rnn_forward
+
+from helpers import assert_close, rng
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request):
+    before = mnn.num_threads()
+    mnn.set_num_threads(request.param)
+    yield request.param
+    mnn.set_num_threads(before)
+
+
+def _lstm(sizes, bidirectional=False):
+    D = 2 if bidirectional else 1
+    return [("lstm", sizes[k] if k == 0 else sizes[k] * D, sizes[k + 1], "tanh", False, False)
+            for k in range(len(sizes) - 1)]
+
+
+# (T, B, sizes, bidirectional, with initial states): B*H >= 2048 makes a team of two.
+CASES = {
+    "team-odd": (4, 9, [11, 237], False, True),
+    "tiny": (3, 2, [3, 5], False, False),
+    "stacked-bidirectional": (5, 7, [6, 301, 13], True, False),
+    "activity": (20, 32, [32, 200], False, False),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fused_lstm_forward_and_gradients(case, threads):
+    T, B, sizes, bidir, with_states = CASES[case]
+    r = rng(21)
+    layers = _lstm(sizes, bidir)
+    D = 2 if bidir else 1
+    w = make_weights(layers, bidir, seed=22, scale=0.3)
+    x = r.standard_normal((T, B, sizes[0])).astype(np.float32)
+    n = len(layers) * D
+    h0 = [(r.standard_normal((B, s[2])) * 0.5).astype(np.float32) for s in layers for _ in range(D)] \
+        if with_states else None
+    c0 = [(r.standard_normal((B, s[2])) * 0.5).astype(np.float32) for s in layers for _ in range(D)] \
+        if with_states else None
+    full = np.full(B, T, np.int32)  # every sequence at full length: same math, general path
+
+    y, hl, cl, st = rnn_forward(x, w, layers, bidir, h0, c0, training=True)
+    yr, hr, cr = ref_rnn(layers, bidir, x, w, h0, c0)
+    assert_close(y, yr, atol=1e-5, rtol=1e-4, what="y")
+    for k in range(n):
+        assert_close(hl[k], hr[k], atol=1e-5, rtol=1e-4, what=f"h_last[{k}]")
+        assert_close(cl[k], cr[k], atol=1e-5, rtol=1e-4, what=f"c_last[{k}]")
+    yg, _, _, stg = rnn_forward(x, w, layers, bidir, h0, c0, full, training=True)
+    assert_close(y, yg, atol=1e-5, rtol=1e-4, what="y vs general path")
+
+    dy = r.standard_normal(y.shape).astype(np.float32)
+    gh = [r.standard_normal((B, s[2])).astype(np.float32) for s in layers for _ in range(D)]
+    gc = [r.standard_normal((B, s[2])).astype(np.float32) for s in layers for _ in range(D)]
+    for dyk in (dy, None):  # with output gradients, and final states only (the classifier's case)
+        got = rnn_backward(x, dyk, w, layers, bidir, st, gh, gc)
+        want = rnn_backward(x, dyk, w, layers, bidir, stg, gh, gc)
+        names = ["dx", "dw", "dh0", "dc0"]
+        for name, a, b in zip(names, got, want):
+            for k, (ak, bk) in enumerate(zip(a, b) if isinstance(a, list) else [(a, b)]):
+                scale = float(np.max(np.abs(bk))) + 1e-6
+                assert_close(ak, bk, atol=2e-5 * scale, rtol=1e-4, what=f"{name}[{k}] (dy {dyk is not None})")
+
+
+def test_fused_lstm_gradients_match_finite_differences(threads):
+    # Independent of the general path: float64 reference loss, central differences.
+    T, B, I, H = 3, 9, 5, 233
+    r = rng(23)
+    layers = _lstm([I, H])
+    w = make_weights(layers, False, seed=24, scale=0.3)
+    x = r.standard_normal((T, B, I)).astype(np.float32)
+    dy = r.standard_normal((T, B, H)).astype(np.float32)
+    _, _, _, st = rnn_forward(x, w, layers, training=True)
+    dx, dw, _, _ = rnn_backward(x, dy, w, layers, False, st)
+
+    def loss(xx, ww):
+        return float(np.sum(ref_rnn(layers, False, xx, ww)[0] * dy))
+
+    eps = 1e-4
+    x64, w64 = x.astype(np.float64), [a.astype(np.float64) for a in w]
+    for arr, grad, name in [(x64, dx, "x")] + [(w64[k], dw[k], f"w{k}") for k in range(3)]:
+        flat = arr.reshape(-1)
+        for i in r.choice(flat.size, size=6, replace=False):
+            orig = flat[i]
+            flat[i] = orig + eps
+            plus = loss(x64, w64)
+            flat[i] = orig - eps
+            minus = loss(x64, w64)
+            flat[i] = orig
+            num = (plus - minus) / (2 * eps)
+            got = float(grad.reshape(-1)[i])
+            assert abs(got - num) <= 1e-3 + 1e-3 * abs(num), f"{name}[{i}]: kernel {got} vs fd {num}"
+
+
+def test_fused_lstm_same_with_one_and_two_threads():
+    # The team splits units, never a sum: one and two threads give the same bits.
+    T, B, I, H = 6, 13, 9, 250
+    layers = _lstm([I, H])
+    w = make_weights(layers, False, seed=25, scale=0.3)
+    x = rng(26).standard_normal((T, B, I)).astype(np.float32)
+    dy = rng(27).standard_normal((T, B, H)).astype(np.float32)
+    out = []
+    before = mnn.num_threads()
+    try:
+        for n in (1, 2):
+            mnn.set_num_threads(n)
+            y, hl, cl, st = rnn_forward(x, w, layers, training=True)
+            out.append((y, hl[0], cl[0]) + tuple(rnn_backward(x, dy, w, layers, False, st)[1]))
+    finally:
+        mnn.set_num_threads(before)
+    for a, b in zip(*out):
+        assert np.array_equal(a, b)
