@@ -20,6 +20,7 @@ Executor::Executor(std::shared_ptr<const Program> program, int max_in_flight, De
   if (device.type == DeviceType::cuda && cuda::graphs_enabled()) {
     graphs_ = std::make_shared<cuda::GraphRunner>();
     capture_ = true;
+    mode_ = 1;
   }
 #endif
 }
@@ -43,6 +44,7 @@ void Executor::run_batch(Batch& batch) {
     if (batches_run_++ == 0) {
       capture_ = graphs_->probe([&] { program_->run(frame); }, inputs);
       if (!capture_) off(graphs_->reason());
+      else mode_ = 2;
       return;
     }
     if (!rerecord_) {
@@ -67,6 +69,7 @@ void Executor::run_batch(Batch& batch) {
         }
         // The host code depends on the batch (it reads an input on the host): record per batch.
         rerecord_ = true;
+        mode_ = 3;
         fallback_reason_ = std::string("recorded per batch: ") + e.what();
         if (std::getenv("METALNN_CUDA_GRAPH_LOG"))
           std::fprintf(stderr, "metalnn: CUDA graph %s\n", fallback_reason_.c_str());
@@ -110,6 +113,7 @@ Tensor Executor::stage_input(const Tensor& t, Batch& batch, int slot) {
 
 void Executor::off(const std::string& reason) {
   capture_ = false;
+  mode_ = 4;
   fallback_reason_ = reason;
   if (std::getenv("METALNN_CUDA_GRAPH_LOG"))
     std::fprintf(stderr, "metalnn: CUDA graphs off for this program: %s\n", reason.c_str());
@@ -177,10 +181,8 @@ int64_t Executor::graph_captures() const {
 std::string Executor::graph_fallback_reason() const { return fallback_reason_; }
 
 std::string Executor::graph_mode() const {
-  if (!graphs_) return "eager";
-  if (!capture_) return "off";
-  if (batches_run_ == 0) return "probe";
-  return rerecord_ ? "rerecord" : "replay";
+  static const char* const kModes[] = {"eager", "probe", "replay", "rerecord", "off"};
+  return kModes[mode_.load()];
 }
 
 std::atomic<int64_t>& parameter_epoch() {

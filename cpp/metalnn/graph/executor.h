@@ -50,8 +50,8 @@ class Executor {
   Executor(std::shared_ptr<const Program> program, int max_in_flight, Device device = {});
   ~Executor();
   // Places `inputs` in their slots and queues the program. The batch owns copies: on CUDA,
-  // host inputs are staged through pinned memory, device inputs copied. `on_complete` runs on the
-  // stream's completion thread once the batch has finished on the device (successfully or not).
+  // host inputs are staged through pinned memory, device inputs copied. `on_complete` runs on
+  // the stream's completion thread once the batch has finished on the device (successfully or not).
   std::shared_ptr<Batch> encode(const std::vector<std::pair<int, Tensor>>& inputs,
                                 std::function<void(Batch&)> on_complete = nullptr);
   void synchronize();
@@ -84,6 +84,8 @@ class Executor {
   bool rerecord_ = false;  // the program's host code depends on the batch
   [[maybe_unused]] int64_t batches_run_ = 0;  // read only in CUDA builds
   std::string fallback_reason_;
+  // graph_mode() for other threads: 0 eager, 1 probe, 2 replay, 3 rerecord, 4 off.
+  std::atomic<int> mode_{0};
 };
 
 // Bumped whenever a Parameter is bound or unbound: a captured graph addresses the tensors

@@ -81,7 +81,8 @@ DeviceCount record_counter(const HostCounter& c, int64_t used, int64_t advance) 
   size_t i = 0;
   while (i < r->uses.size() && r->uses[i].counter != c) ++i;
   if (i == r->uses.size()) {
-    if ((int)i == kMaxCounters) fail(ErrorKind::Runtime, "graph", "more than ", kMaxCounters, " counters in one program");
+    if ((int)i == kMaxCounters)
+      fail(ErrorKind::Runtime, "graph", "more than ", kMaxCounters, " counters in one program");
     r->uses.push_back({c, used, 0});
   }
   r->uses[i].advance += advance;
@@ -353,7 +354,8 @@ void GraphRunner::rerecord(const std::function<void()>& body, const Ranges& inpu
 }
 
 void copy_to_device_async(const Tensor& dst, const Tensor& src, const char* op) {
-  if (src.nbytes()) check(cudaMemcpyAsync(dst.raw(), src.raw(), src.nbytes(), cudaMemcpyHostToDevice, current_stream()), op);
+  if (!src.nbytes()) return;
+  check(cudaMemcpyAsync(dst.raw(), src.raw(), src.nbytes(), cudaMemcpyHostToDevice, current_stream()), op);
 }
 
 }  // namespace metalnn::cuda
