@@ -33,7 +33,8 @@ pytestmark = pytest.mark.skipif(_gpus() < 2 or not mnn._core.distributed.nccl_bu
 
 def _launch(scenarios: str, out) -> None:
     env = dict(os.environ, NCCL_NVLS_ENABLE="0")  # never NVLink multicast on shared machines
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(HERE, "..", "python"), env.get("PYTHONPATH", "")])
+    # The workers import the metalnn this test imported (installed, or the source tree + a build dir).
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(mnn.__file__))] + sys.path)
     env.pop("CUDA_VISIBLE_DEVICES", None)
     if shutil.which("torchrun"):
         cmd = ["torchrun", "--standalone", "--nproc_per_node=2"]

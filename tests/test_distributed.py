@@ -183,7 +183,8 @@ def _mpirun(scenarios: str, out, n: int = 2, timeout: float = 240) -> None:
     cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-n", str(n),
            sys.executable, os.path.join(HERE, "distributed_worker.py"), scenarios, str(out)]
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(HERE, "..", "python"), env.get("PYTHONPATH", "")])
+    # The workers import the metalnn this test imported (installed, or the source tree + a build dir).
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(mnn.__file__))] + sys.path)
     for k in [k for k in env if k.startswith(("OMPI_COMM_WORLD", "PMIX_")) or k in ("RANK", "WORLD_SIZE")]:
         del env[k]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
