@@ -160,6 +160,9 @@ class Graph:
     result_needed=False)`` for a graph built by hand with ``gradient_filter``, or
     ``Graph.training(loss_node)`` to derive it. ``encode_batch`` queues a batch and
     returns a :class:`BatchHandle`; at most ``max_in_flight`` batches run at once.
+    ``distributed=True`` (or a :class:`metalnn.distributed.Options`) trains data-parallel over
+    the ranks of ``metalnn.distributed.init()``: gradients averaged between the gradient pass
+    and the update (see the multi-GPU guide).
     """
 
     def __init__(self, result: ImageNode | Sequence[ImageNode], result_needed: bool = True, *,
