@@ -101,6 +101,13 @@ def run(scenario: str, out: str, device: str) -> None:
                                      seed=0 if r == 0 else 5)
         graph, w, losses, _ = _train(loss, device, True, steps=2)
         keep("w", w)
+    elif scenario == "resume":  # both ranks load what rank 0 saved in "digit" and train on
+        graph = mnn.Graph.load(os.path.join(out, "digit.ckpt.npz"), device=device, distributed=True)
+        x, y = data(PER_RANK * dist.world_size(), 99)
+        graph.run(dist.shard(x), dist.shard(y))
+        graph.synchronize()
+        keep("w", {k: np.array(v.numpy() if isinstance(v, mnn.Tensor) else v)
+                   for k, v in graph.parameters().items()})
     elif scenario == "dropout":
         graph, w, losses, _ = _train(digit(mnn.Adam(1e-3), keep=0.5), device, True, steps=3)
         keep("w", w)

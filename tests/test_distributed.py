@@ -217,7 +217,7 @@ def mpi_runs(tmp_path_factory):
         pytest.fail("CI must have Open MPI (mpirun) and mpi4py") if os.environ.get("CI") == "true" else \
             pytest.skip("needs Open MPI (mpirun) and mpi4py")
     out = tmp_path_factory.mktemp("dp")
-    _mpirun("digit,digit_det,broadcast,bn,dropout,python_update,mismatch", out)
+    _mpirun("digit,digit_det,resume,broadcast,bn,dropout,python_update,mismatch", out)
     again = tmp_path_factory.mktemp("dp_again")
     _mpirun("digit_det", again)
     return out, again
@@ -253,6 +253,19 @@ def test_rank0_weights_reach_every_rank(mpi_runs):
     for k in ref:
         assert np.array_equal(w0[k], w1[k]), k
         np.testing.assert_allclose(w1[k], ref[k], rtol=1e-4, atol=2e-6, err_msg=k)
+
+
+@needs_mpi
+def test_checkpoint_written_by_rank0_resumes_on_every_rank(mpi_runs):
+    out, _ = mpi_runs
+    g = mnn.Graph.load(os.path.join(out, "digit.ckpt.npz"), device="cpu")
+    g.run(*worker.data(2 * worker.PER_RANK, 99))
+    ref = g.parameters()
+    w0, w1 = _weights(_load(out, "resume", 0)[0]), _weights(_load(out, "resume", 1)[0])
+    assert set(w0) == set(ref)
+    for k in ref:
+        assert np.array_equal(w0[k], w1[k]), k
+        np.testing.assert_allclose(w0[k], ref[k], rtol=1e-4, atol=2e-6, err_msg=k)
 
 
 _INITIAL = {}
