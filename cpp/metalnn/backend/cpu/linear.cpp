@@ -7,6 +7,7 @@
 #include "metalnn/backend/cpu/conv_epilogue.h"
 #include "metalnn/backend/cpu/conv_gemm.h"
 #include "metalnn/backend/cpu/conv_storage.h"
+#include "metalnn/backend/cpu/gemv.h"
 #include "metalnn/core/half.h"
 #include "metalnn/core/thread_pool.h"
 
@@ -101,8 +102,11 @@ void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bia
   float* yf = out.get();
   // Panel [n0, n1) x [o0, o1) of y, finished by the epilogue while it is still in cache.
   auto panel = [&](int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
-    sgemm(false, true, n1 - n0, o1 - o0, F, 1.f, xf.get() + n0 * F, F, wf.get() + o0 * F, F, 0.f,
-          yf + n0 * O + o0, O);
+    if (n1 - n0 == 1)  // batch 1: stream the weights once (a GEMM would pack them first)
+      gemv_rows(o1 - o0, F, xf.get() + n0 * F, wf.get() + o0 * F, F, yf + n0 * O + o0);
+    else
+      sgemm(false, true, n1 - n0, o1 - o0, F, 1.f, xf.get() + n0 * F, F, wf.get() + o0 * F, F, 0.f,
+            yf + n0 * O + o0, O);
     for (int64_t n = n0; n < n1; ++n) ep.feature_row(yf + n * O + o0, o1 - o0, n * O + o0, o0);
   };
   // Split the longer of N and O over the threads, as sgemm_parallel would for the product alone.
