@@ -30,8 +30,9 @@ inline vf load(const float* p) {
 }
 inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof(v)); }
 
-// c[MR][NV*VW] (row stride ldc) = or += sum_k a[k*lda + :MR] (x) b[k*ldb + :NV*VW].
-template <int MR, int NV>
+// c[MR][NV*VW] (row stride ldc) = or += sum_k a(k, :MR) (x) b[k*ldb + :NV*VW], with
+// a(k, r) = a[k*lda + r], or a[r*lda + k] for a row-major A read in place (RowA).
+template <int MR, int NV, bool RowA = false>
 void micro_kernel(int64_t K, const float* __restrict a, int64_t lda, const float* __restrict b, int64_t ldb,
                   float* c, int64_t ldc, bool accumulate) {
   vf acc[MR][NV];
@@ -45,7 +46,7 @@ void micro_kernel(int64_t K, const float* __restrict a, int64_t lda, const float
     for (int v = 0; v < NV; ++v) bv[v] = load(b + k * ldb + v * VW);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      const float ar = a[k * lda + r];  // scalar * vector broadcasts
+      const float ar = RowA ? a[r * lda + k] : a[k * lda + r];  // scalar * vector broadcasts
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] += ar * bv[v];
     }
@@ -84,20 +85,24 @@ void run_tiles(const GemmPlan& g, GemmOperand a, GemmOperand b, float* C, int64_
     }
     for (int64_t m0 = t0 * MR; m0 < std::min(g.M, t1 * MR); m0 += MR) {
       const int64_t mr = std::min<int64_t>(MR, g.M - m0);
-      const float* ap = a.ld ? a.data + m0 : a.data + m0 * K;
+      const bool rows = a.ld && a.row_major;
+      const float* ap = !a.ld ? a.data + m0 * K : rows ? a.data + m0 * a.ld : a.data + m0;
       int64_t lda = a.ld ? a.ld : MR;
       if (a.ld && mr < MR) {
         float* e = grow(edge_a, K * MR);
         for (int64_t k = 0; k < K; ++k)
-          for (int64_t r = 0; r < MR; ++r) e[k * MR + r] = r < mr ? ap[k * a.ld + r] : 0.f;
+          for (int64_t r = 0; r < MR; ++r) e[k * MR + r] = r >= mr ? 0.f : rows ? ap[r * a.ld + k] : ap[k * a.ld + r];
         ap = e, lda = MR;
       }
+      const bool row_kernel = rows && mr == MR;
       if (!transpose_c && mr == MR && nr == NR) {
-        micro_kernel<MR, NV>(K, ap, lda, bp, ldb, C + m0 * ldc + n0, ldc, accumulate);
+        if (row_kernel) micro_kernel<MR, NV, true>(K, ap, lda, bp, ldb, C + m0 * ldc + n0, ldc, accumulate);
+        else micro_kernel<MR, NV>(K, ap, lda, bp, ldb, C + m0 * ldc + n0, ldc, accumulate);
         continue;
       }
       // Edge tiles and transposed stores go through a full-size temporary.
-      micro_kernel<MR, NV>(K, ap, lda, bp, ldb, tmp, NR, false);
+      if (row_kernel) micro_kernel<MR, NV, true>(K, ap, lda, bp, ldb, tmp, NR, false);
+      else micro_kernel<MR, NV>(K, ap, lda, bp, ldb, tmp, NR, false);
       if (transpose_c) {
         for (int64_t j = 0; j < nr; ++j) {
           float* c = C + (n0 + j) * ldc + m0;

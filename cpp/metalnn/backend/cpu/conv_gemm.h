@@ -21,9 +21,12 @@ double gemm_cost(const GemmPlan& plan, bool transpose_c);
 
 // An operand: packed (ld == 0) or read in place with A(m, k) = data[k * ld + m],
 // B(k, n) = data[k * ld + n] (edge tiles are copied, so nothing is read out of range).
+// row_major (A only, in place): A(m, k) = data[m * ld + k], e.g. a weight matrix too
+// large to repack per call.
 struct GemmOperand {
   const float* data;
   int64_t ld;
+  bool row_major = false;
 };
 
 // A(m, k) = trans ? A[k * lda + m] : A[m * lda + k], packed into [tile][k][mr], zero padded.

@@ -86,6 +86,20 @@ void backward_input_f32(const float* dy, const float* w, float* dx, int64_t N, i
   });
 }
 
+// y (N x F -> N x O) = x * W^T computed as y^T = W * x^T: W (O x F) is read in place as the
+// row-major A operand (no per-call repacking of the large matrix); x^T is packed per K
+// chunk, small enough to stay in L2 while W streams through. Threads split W's rows.
+void forward_f32(const float* x, const float* w, float* y, int64_t N, int64_t F, int64_t O) {
+  constexpr int64_t kChunk = 1024;
+  thread_local std::vector<float> buffer;  // the caller's; gemm hands workers the pointer
+  for (int64_t k0 = 0; k0 < F; k0 += kChunk) {
+    const GemmPlan plan = gemm_plan(O, N, std::min(kChunk, F - k0));
+    if ((int64_t)buffer.size() < plan.b_size()) buffer.resize((size_t)plan.b_size());
+    gemm_pack_b(plan, x + k0, F, true, buffer.data());
+    gemm(plan, {w + k0, F, true}, {buffer.data(), 0}, y, O, k0 > 0, true);
+  }
+}
+
 }  // namespace
 
 void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
@@ -109,6 +123,12 @@ void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bia
             yf + n0 * O + o0, O);
     for (int64_t n = n0; n < n1; ++n) ep.feature_row(yf + n * O + o0, o1 - o0, n * O + o0, o0);
   };
+  if (N <= 256 && O >= 64 && F >= 256) {  // a weight matrix that dwarfs the batch
+    forward_f32(xf.get(), wf.get(), yf, N, F, O);
+    for (int64_t n = 0; n < N; ++n) ep.feature_row(yf + n * O, O, n * O, 0);
+    out.finish();
+    return;
+  }
   // Split the longer of N and O over the threads, as sgemm_parallel would for the product alone.
   const int threads = num_threads();
   if (threads == 1 || in_parallel_region() || 2.0 * N * O * F < 4e6) {
