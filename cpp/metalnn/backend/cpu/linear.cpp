@@ -161,7 +161,9 @@ void fully_connected_backward_weight(const Tensor& dy, const Tensor& x, const Te
   const int64_t N = p.batch, F = p.in_features, O = p.out_features;
   FloatView dyf(dy), xf(x);
   FloatOut out(dw);
-  sgemm_parallel(true, false, O, F, N, 1.f, dyf.get(), O, xf.get(), F, 0.f, out.get(), F);
+  // Both operands read in place (dy^T k-major, x row by row): nothing is packed.
+  if (N <= 256 && O >= 64 && F >= 256) gemm(gemm_plan(O, F, N), {dyf.get(), O}, {xf.get(), F}, out.get(), F, false, false);
+  else sgemm_parallel(true, false, O, F, N, 1.f, dyf.get(), O, xf.get(), F, 0.f, out.get(), F);
   out.finish();
 }
 
