@@ -269,7 +269,7 @@ void bind_graph(py::module_& m) {
   py::class_<Executor, std::shared_ptr<Executor>>(g, "Executor")
       .def(py::init(&make_executor), py::arg("program"), py::arg("max_in_flight") = 2,
            py::arg("device") = py::none())
-      .def("encode", [](Executor& e, py::list inputs, std::optional<py::function> on_complete) {
+      .def("encode", [](Executor& e, py::list inputs, std::optional<py::function> on_complete, bool run_here) {
             std::vector<std::pair<int, Tensor>> ins;
             for (auto item : inputs) {
               auto t = item.cast<py::tuple>();
@@ -289,9 +289,10 @@ void bind_graph(py::module_& m) {
               };
             }
             py::gil_scoped_release release;  // may block until a batch slot frees
-            return e.encode(ins, std::move(cb));
-          }, py::arg("inputs"), py::arg("on_complete") = py::none(),
-          "inputs: [(slot, array, name)]; copies them and queues the program.")
+            return e.encode(ins, std::move(cb), run_here);
+          }, py::arg("inputs"), py::arg("on_complete") = py::none(), py::arg("run_here") = false,
+          "inputs: [(slot, array, name)]; copies them and queues the program (run_here: the caller "
+          "waits for it; a CPU graph with nothing queued runs it on this thread).")
       .def("synchronize", &Executor::synchronize, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("in_flight", &Executor::in_flight)
       .def_property_readonly("graph_launches", &Executor::graph_launches, "CUDA graph launches so far")

@@ -92,6 +92,37 @@ std::shared_ptr<Event> CpuStream::submit(CommandList list) {
   return event;
 }
 
+std::shared_ptr<Event> CpuStream::run_here(CommandList list) {
+  auto event = std::make_shared<Event>();
+  bool queued;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queued = stop_ || inline_ || !queue_.empty();
+    if (!queued) {
+      inline_ = true;
+      last_ = event;
+    }
+  }
+  if (queued) return submit(std::move(list));  // behind the lists queued before it
+  for (auto& cb : list.callbacks_) event->on_complete(std::move(cb));
+  std::exception_ptr error;
+  for (auto& command : list.commands_) {
+    try {
+      command();
+    } catch (...) {
+      error = std::current_exception();
+      break;
+    }
+  }
+  event->complete(error);  // before the worker may start a list queued meanwhile
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    inline_ = false;
+  }
+  cv_.notify_all();
+  return event;
+}
+
 void CpuStream::synchronize() {
   std::shared_ptr<Event> last;
   {
@@ -112,7 +143,7 @@ void CpuStream::run() {
     Item item;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      cv_.wait(lock, [&] { return (stop_ && !inline_) || (!queue_.empty() && !inline_); });
       if (queue_.empty()) return;  // stop requested and drained
       item = std::move(queue_.front());
     }

@@ -62,6 +62,9 @@ class Stream {
   virtual Device device() const = 0;
   // Queues the list and returns at once; lists run in submission order.
   virtual std::shared_ptr<Event> submit(CommandList list) = 0;
+  // For a caller that waits for the list anyway: the CPU stream runs it on the calling thread
+  // when nothing is queued (no hand-off to its worker and back); otherwise, and on devices, submit().
+  virtual std::shared_ptr<Event> run_here(CommandList list) { return submit(std::move(list)); }
   // Waits for everything submitted so far.
   virtual void synchronize() = 0;
 };
@@ -73,6 +76,7 @@ class CpuStream final : public Stream {
   ~CpuStream() override;
   Device device() const override { return Device{DeviceType::cpu, 0}; }
   std::shared_ptr<Event> submit(CommandList list) override;
+  std::shared_ptr<Event> run_here(CommandList list) override;
   void synchronize() override;
 
  private:
@@ -86,6 +90,7 @@ class CpuStream final : public Stream {
   std::deque<Item> queue_;
   std::shared_ptr<Event> last_;
   bool stop_ = false;
+  bool inline_ = false;  // a list runs on a caller's thread: the worker starts nothing meanwhile
   std::thread worker_;
 };
 

@@ -120,7 +120,7 @@ void Executor::off(const std::string& reason) {
 }
 
 std::shared_ptr<Batch> Executor::encode(const std::vector<std::pair<int, Tensor>>& inputs,
-                                        std::function<void(Batch&)> on_complete) {
+                                        std::function<void(Batch&)> on_complete, bool run_here) {
   auto batch = std::make_shared<Batch>();
   batch->frame = program_->make_frame();
   for (const auto& [slot_index, tensor] : inputs) {
@@ -137,7 +137,7 @@ std::shared_ptr<Batch> Executor::encode(const std::vector<std::pair<int, Tensor>
   CommandList list;
   Batch* raw = batch.get();  // kept alive by the completion callback below
   list.add([this, raw] { run_batch(*raw); });
-  batch->event = stream_->submit(std::move(list));
+  batch->event = run_here ? stream_->run_here(std::move(list)) : stream_->submit(std::move(list));
   // On the event, not the list: a device stream completes it once the GPU has finished
   // (device errors included), which is when results may be read.
   batch->event->on_complete([this, batch, cb = std::move(on_complete)](const Event&) {

@@ -52,8 +52,10 @@ class Executor {
   // Places `inputs` in their slots and queues the program. The batch owns copies: on CUDA,
   // host inputs are staged through pinned memory, device inputs copied. `on_complete` runs on
   // the stream's completion thread once the batch has finished on the device (successfully or not).
+  // run_here: the caller waits for the batch anyway (Graph.run); the CPU stream then runs it on
+  // the calling thread when nothing is queued (Stream::run_here).
   std::shared_ptr<Batch> encode(const std::vector<std::pair<int, Tensor>>& inputs,
-                                std::function<void(Batch&)> on_complete = nullptr);
+                                std::function<void(Batch&)> on_complete = nullptr, bool run_here = false);
   void synchronize();
   int in_flight() const;
   int max_in_flight() const { return max_in_flight_; }

@@ -435,17 +435,21 @@ class Graph:
         indices or probabilities, and optional per-sample weights. ``on_complete(index)``
         runs on the executor's thread when the batch finishes.
         """
+        return self._encode(images, labels, weights, on_complete, False)
+
+    def _encode(self, images, labels, weights, on_complete, run_here: bool) -> BatchHandle:
         feeds = self._feeds(images, labels, weights)
         compiled, executor, _ = self._compile(feeds)
         if self._current is not None and self._current is not executor:
             self._current.synchronize()  # batches stay in order across shape changes
         self._current = executor
         inputs = [(compiled.input_slots[img.name], a, img.name) for img, a in feeds.items()]
-        return BatchHandle(self, compiled, executor.encode(inputs, on_complete))
+        return BatchHandle(self, compiled, executor.encode(inputs, on_complete, run_here))
 
     def run(self, images, labels=None, weights=None) -> BatchHandle:
-        """encode_batch + wait."""
-        return self.encode_batch(images, labels, weights).wait()
+        """encode_batch + wait. On the CPU with nothing queued, the batch runs on the calling
+        thread (no hand-off to the executor's thread and back: batch-1 latency)."""
+        return self._encode(images, labels, weights, None, self._on_host).wait()
 
     def synchronize(self) -> None:
         """Waits for every queued batch."""

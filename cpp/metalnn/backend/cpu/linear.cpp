@@ -123,7 +123,7 @@ void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bia
             yf + n0 * O + o0, O);
     for (int64_t n = n0; n < n1; ++n) ep.feature_row(yf + n * O + o0, o1 - o0, n * O + o0, o0);
   };
-  if (N <= 256 && O >= 64 && F >= 256) {  // a weight matrix that dwarfs the batch
+  if (N > 1 && N <= 256 && O >= 64 && F >= 256) {  // a weight matrix that dwarfs the batch (N = 1: gemv)
     forward_f32(xf.get(), wf.get(), yf, N, F, O);
     for (int64_t n = 0; n < N; ++n) ep.feature_row(yf + n * O, O, n * O, 0);
     out.finish();

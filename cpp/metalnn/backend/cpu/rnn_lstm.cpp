@@ -143,7 +143,8 @@ struct Step {
 
 // Rows [b0, b0 + R) x chunk c: x W^T + h U^T into the gate slots, then the cell.
 template <int R>
-__attribute__((noinline)) void forward_block(const LstmSequence& L, const Step& st, const float* panel, int64_t b0, int64_t c) {
+__attribute__((noinline)) void forward_block(const LstmSequence& L, const Step& st, const float* panel, int64_t b0,
+                                             int64_t c) {
   const int64_t I = L.I, H = L.H, G = 4 * H, j0 = c * NU, nv = std::min(NU, H - j0);
   v8 acc[R][4];
   for (int r = 0; r < R; ++r)
@@ -225,7 +226,8 @@ void cell_backward(const float* __restrict g, const float* __restrict dh, const 
 // dh rows [b0, b0 + R), units of chunks [c, c + NV): the step's gate gradients times U's panel.
 // Not inlined: each tile gets its own register allocation (inlined, the accumulators spill).
 template <int R, int NV>
-__attribute__((noinline)) void backward_block(const float* dgt, int64_t G, const float* panel, float* dh, int64_t H, int64_t b0, int64_t c) {
+__attribute__((noinline)) void backward_block(const float* dgt, int64_t G, const float* panel, float* dh, int64_t H,
+                                              int64_t b0, int64_t c) {
   v8 acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = v8{};
