@@ -7,8 +7,8 @@ The network and shapes are those of python/metalnn/examples/activity.py: series 
 100 samples, a 1 x 5 convolution with stride 5 to 20 steps of 32 features, an LSTM of 200 units
 whose final state feeds a dense layer to 4 classes. metalnn runs it two ways, as the example
 does: the kernel API (ActivityClassifier.train_step: RNNMatrixTrainingLayer) and the derived
-training graph (``--graph`` in the example). Steps are interleaved round by round (one step of
-each per round) so other load hits every path alike. Prints sequences/s (median step) and the
+training graph (``--graph`` in the example). Steps are interleaved round by round (``--block``
+steps of each per round) so other load hits every path alike. Prints sequences/s (median step) and the
 ratio metalnn / PyTorch (> 1: metalnn is faster).
 """
 
@@ -69,6 +69,8 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--runs", type=int, default=60, help="timed rounds (one step of every path each)")
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--block", type=int, default=5,
+                    help="calls per path in a row within a round (1: strict alternation)")
     ap.add_argument("--threads", type=int, default=0, help="threads for both libraries (default: all cores)")
     ap.add_argument("--clock", choices=("wall", "process"), default="wall",
                     help="wall time, or this process's CPU time (steadier when shared; use with --threads 1)")
@@ -102,17 +104,20 @@ def main(argv=None) -> None:
     for i in range(args.warmup):
         for fn in paths.values():
             fn(xs[i % 4], ys[i % 4])
-    for r in range(args.runs):
-        x, y = xs[r % 4], ys[r % 4]
+    # Rounds of `block` steps per path: with more than one thread, each library's idle workers
+    # spin for a while after its calls and would take the cores from the other at every switch.
+    for r0 in range(0, args.runs, args.block):
         for k, fn in paths.items():
-            t = clock()
-            fn(x, y)
-            times[k].append(clock() - t)
+            for r in range(r0, min(args.runs, r0 + args.block)):
+                x, y = xs[r % 4], ys[r % 4]
+                t = clock()
+                fn(x, y)
+                times[k].append(clock() - t)
 
     print(f"machine: {platform.machine()} {os.cpu_count()} cores; threads {threads}; metalnn BLAS: "
           f"{mnn.blas_info()}; load average {os.getloadavg()[0]:.2f}")
     print(f"activity classifier training step, batch {args.batch} (6 x 100 -> conv k5 s5 -> LSTM 200 -> dense 4, "
-          f"Adam), {args.runs} interleaved rounds ({args.clock} clock)")
+          f"Adam), {args.runs} steps per path in interleaved blocks of {args.block} ({args.clock} clock)")
     base = float(np.median(times["pytorch"])) if "pytorch" in times else None
     for k, ts in times.items():
         med = float(np.median(ts))

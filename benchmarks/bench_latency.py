@@ -4,7 +4,7 @@ vs PyTorch CPU (eval, no_grad) on the same weights.
     python benchmarks/bench_latency.py [--runs 300] [--threads N] [--clock wall|process] [--profile]
 
 Every path runs one image (1, 1, 28, 28) at a time; the paths are interleaved round by round
-(one call of each per round) so load from other processes hits them alike. Prints the median
+(``--block`` calls of each per round) so load from other processes hits them alike. Prints the median
 and 90th percentile per path and the ratio metalnn / PyTorch latency (< 1: metalnn is faster).
 ``--profile`` adds the time of each kernel-API layer.
 """
@@ -98,6 +98,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=300, help="timed rounds (each runs every path once)")
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--block", type=int, default=25,
+                    help="calls per path in a row within a round (1: strict alternation)")
     ap.add_argument("--threads", type=int, default=0, help="threads for both libraries (default: all cores)")
     ap.add_argument("--clock", choices=("wall", "process"), default="wall",
                     help="wall time, or this process's CPU time (steadier when shared; use with --threads 1)")
@@ -155,16 +157,20 @@ def main(argv=None) -> None:
     for _ in range(args.warmup):
         for fn in paths.values():
             fn(images[0])
-    for r in range(args.runs):
-        x = images[r % len(images)]
+    # Rounds of `block` calls per path: with more than one thread, each library's idle workers
+    # spin for a while after its calls and would take the cores from the other at every switch.
+    for r0 in range(0, args.runs, args.block):
         for name, fn in paths.items():
-            t = clock()
-            fn(x)
-            times[name].append(clock() - t)
+            for r in range(r0, min(args.runs, r0 + args.block)):
+                x = images[r % len(images)]
+                t = clock()
+                fn(x)
+                times[name].append(clock() - t)
 
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores; threads {threads}; "
           f"metalnn BLAS: {mnn.blas_info()}; load average {os.getloadavg()[0]:.2f}")
-    print(f"digit network, batch 1, {args.runs} interleaved rounds ({args.clock} clock); ms: median / p90")
+    print(f"digit network, batch 1, {args.runs} calls per path in interleaved blocks of {args.block} "
+          f"({args.clock} clock); ms: median / p90")
     base = float(np.median(times["pytorch"])) if "pytorch" in times else None
     for name, ts in times.items():
         med, p90 = float(np.median(ts)), float(np.percentile(ts, 90))
