@@ -22,6 +22,7 @@ from graph_nets import RecordingSource, digit_network  # noqa: E402
 
 PER_RANK = 5        # odd on purpose
 STEPS = 4
+CAPTURED_STEPS = 6  # probe, capture, 4 replays
 
 
 def data(global_batch: int, step: int, channels: int = 1, size: int = 28, classes: int = 10):
@@ -71,6 +72,12 @@ def _train(loss, device, options, steps=STEPS, per_rank=PER_RANK, record=None):
     return graph, weights, losses, global_losses
 
 
+def _graph_info(graph) -> dict:
+    ex = graph._current
+    return {"mode": ex.graph_mode, "captures": ex.graph_captures, "launches": ex.graph_launches,
+            "reason": ex.graph_fallback_reason}
+
+
 def _labels(graph) -> list[str]:
     compiled = list(graph._compiled.values())[-1][0]
     return [s.label for s in compiled.steps]
@@ -93,6 +100,7 @@ def run(scenario: str, out: str, device: str) -> None:
         arrays["losses"], arrays["global_losses"] = np.array(losses), np.array(glosses)
         info["plan"] = graph._distributed.last_plan
         info["steps"] = _labels(graph)
+        info["graph"] = _graph_info(graph)
         path = os.path.join(out, f"{scenario}.ckpt.npz")
         graph.save(path)
         info["checkpoint_seen"] = os.path.exists(path)  # rank 0 wrote it before save() returned
@@ -108,6 +116,19 @@ def run(scenario: str, out: str, device: str) -> None:
         graph.synchronize()
         keep("w", {k: np.array(v.numpy() if isinstance(v, mnn.Tensor) else v)
                    for k, v in graph.parameters().items()})
+    elif scenario == "captured":  # CUDA: the distributed step captured once vs kept eager
+        opts = mnn.distributed.Options(bucket_mb=0.02, deterministic=True)
+        for prefix, eager in (("w", "0"), ("eager", "1")):
+            os.environ["METALNN_DISTRIBUTED_CUDA_GRAPHS"] = "0" if eager == "1" else "1"
+            before = mnn._core.graph.cuda_graph_stats()
+            try:
+                graph, w, losses, _ = _train(digit(mnn.Adam(1e-3), keep=0.5), device, opts, steps=CAPTURED_STEPS)
+            finally:
+                del os.environ["METALNN_DISTRIBUTED_CUDA_GRAPHS"]
+            after = mnn._core.graph.cuda_graph_stats()
+            keep(prefix, w)
+            arrays[f"{prefix}_losses"] = np.array(losses)
+            info[prefix] = dict(_graph_info(graph), stats={k: after[k] - before[k] for k in after})
     elif scenario == "dropout":
         graph, w, losses, _ = _train(digit(mnn.Adam(1e-3), keep=0.5), device, True, steps=3)
         keep("w", w)

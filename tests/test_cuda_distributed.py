@@ -68,7 +68,7 @@ def _single_gpu(loss, steps, global_batch):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("dp_cuda")
-    _launch("digit,digit_det,broadcast,dropout,mismatch", out)
+    _launch("digit,digit_det,broadcast,dropout,mismatch,captured", out)
     return out
 
 
@@ -85,6 +85,9 @@ def test_two_gpus_match_one_gpu_on_the_global_batch(runs):
         assert len(info["plan"]["buckets"]) >= 2
         assert info["steps"].index("allreduce.bucket0") < info["steps"].index("allreduce.finish")
         assert a0["global_losses"][0] == a1["global_losses"][0]
+        # NCCL inside the graph: the step was recorded once and replayed (the first batch probes).
+        assert info["graph"]["mode"] == "replay", info["graph"]
+        assert info["graph"]["captures"] == 1 and info["graph"]["launches"] == worker.STEPS - 1, info["graph"]
 
 
 def test_rank0_weights_are_broadcast_over_nccl(runs):
@@ -105,3 +108,24 @@ def test_mismatched_ranks_raise_over_nccl(runs):
         errors = _load(runs, "mismatch", r)[1]["errors"]
         assert "built a different graph" in errors.get("graph", ""), errors
         assert "per-rank batch shapes" in errors.get("batch", ""), errors
+
+
+def test_distributed_step_captured_once_matches_eager(runs):
+    n = worker.CAPTURED_STEPS
+    for r in (0, 1):
+        arrays, info = _load(runs, "captured", r)
+        g, e = info["w"], info["eager"]
+        assert g["mode"] == "replay" and g["captures"] == 1 and g["launches"] == n - 1, g
+        assert g["stats"]["captures"] == 1 and g["stats"]["launches"] == n - 1 and g["stats"]["rerecords"] == 0, g
+        # The fallback (METALNN_DISTRIBUTED_CUDA_GRAPHS=0) stays eager: no graph at all.
+        assert e["mode"] == "off" and e["captures"] == 0 and e["stats"]["launches"] == 0, e
+        assert "wait for the device" in e["reason"], e
+        captured, eager = {k[2:]: v for k, v in arrays.items() if k.startswith("w/")}, \
+            {k[6:]: v for k, v in arrays.items() if k.startswith("eager/")}
+        assert set(captured) == set(eager) and captured
+        for k in captured:  # same dropout masks, same deterministic all-reduce
+            np.testing.assert_allclose(captured[k], eager[k], rtol=1e-5, atol=1e-6, err_msg=f"rank {r} {k}")
+        np.testing.assert_allclose(arrays["w_losses"], arrays["eager_losses"], rtol=1e-5)
+    w0 = _weights(_load(runs, "captured", 0)[0])
+    w1 = _weights(_load(runs, "captured", 1)[0])
+    assert all(np.array_equal(w0[k], w1[k]) for k in w0)  # replayed ranks stay bitwise equal

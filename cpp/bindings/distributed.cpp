@@ -56,9 +56,12 @@ void bind_distributed(py::module_& m) {
              return out;
            }, py::arg("data"), "Every rank's bytes (all the same length), in rank order.")
       .def("abort", &NcclComm::abort);
-  d.def("nccl_reducer", [](std::shared_ptr<NcclComm> comm, std::vector<size_t> bucket_elements, bool deterministic) {
-          return make_nccl_reducer(std::static_pointer_cast<void>(comm), std::move(bucket_elements), deterministic);
-        }, py::arg("comm"), py::arg("bucket_elements"), py::arg("deterministic") = false);
+  d.def("nccl_reducer", [](std::shared_ptr<NcclComm> comm, std::vector<size_t> bucket_elements, bool deterministic,
+                           bool capture) {
+          return make_nccl_reducer(std::static_pointer_cast<void>(comm), std::move(bucket_elements), deterministic,
+                                   capture);
+        }, py::arg("comm"), py::arg("bucket_elements"), py::arg("deterministic") = false, py::arg("capture") = true,
+        "capture=False keeps the programs that use this reducer eager (out of CUDA graphs).");
 #else
   d.attr("nccl_built") = false;
 #endif

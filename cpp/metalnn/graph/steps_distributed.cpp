@@ -12,8 +12,8 @@ namespace {
 
 class NcclReducer final : public GradientReducer {
  public:
-  NcclReducer(std::shared_ptr<cuda::NcclComm> comm, std::vector<size_t> sizes, bool deterministic)
-      : buckets_(std::move(comm), std::move(sizes), deterministic) {}
+  NcclReducer(std::shared_ptr<cuda::NcclComm> comm, std::vector<size_t> sizes, bool deterministic, bool capture)
+      : buckets_(std::move(comm), std::move(sizes), deterministic, capture) {}
   size_t buckets() const override { return buckets_.buckets(); }
   void start(size_t bucket, const std::vector<Tensor>& grads) override {
     std::vector<std::pair<void*, size_t>> ptrs;
@@ -33,9 +33,9 @@ class NcclReducer final : public GradientReducer {
 }  // namespace
 
 GradientReducerRef make_nccl_reducer(std::shared_ptr<void> nccl_comm, std::vector<size_t> bucket_elements,
-                                     bool deterministic) {
+                                     bool deterministic, bool capture) {
   auto comm = std::static_pointer_cast<cuda::NcclComm>(nccl_comm);
-  return std::make_shared<NcclReducer>(std::move(comm), std::move(bucket_elements), deterministic);
+  return std::make_shared<NcclReducer>(std::move(comm), std::move(bucket_elements), deterministic, capture);
 }
 #endif
 

@@ -23,9 +23,10 @@ class GradientReducer {
 using GradientReducerRef = std::shared_ptr<GradientReducer>;
 
 #ifdef METALNN_HAS_CUDA
-// NCCL on the CUDA backend; `nccl_comm` is a std::shared_ptr<cuda::NcclComm>.
+// NCCL on the CUDA backend; `nccl_comm` is a std::shared_ptr<cuda::NcclComm>. `capture`
+// false keeps programs using it out of CUDA graphs (eager steps, the fallback).
 GradientReducerRef make_nccl_reducer(std::shared_ptr<void> nccl_comm, std::vector<size_t> bucket_elements,
-                                     bool deterministic);
+                                     bool deterministic, bool capture = true);
 #endif
 
 namespace steps {

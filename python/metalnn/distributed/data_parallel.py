@@ -76,6 +76,29 @@ def options_from(value) -> Options | None:
     raise TypeError(f"[Graph] distributed must be a bool, a metalnn.distributed.Options or a dict, got {value!r}")
 
 
+def _env_flag(name: str, default: bool) -> bool:
+    v = os.environ.get(name, "").strip().lower()
+    if not v:
+        return default
+    if v in ("1", "on", "true", "yes"):
+        return True
+    if v in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(f"[distributed] {name} must be 0 or 1, got {os.environ[name]!r}")
+
+
+def cuda_graphs_enabled() -> bool:
+    """METALNN_DISTRIBUTED_CUDA_GRAPHS=0 keeps distributed CUDA programs eager (default: captured
+    once and replayed like single-GPU ones, NCCL calls inside the graph)."""
+    return _env_flag("METALNN_DISTRIBUTED_CUDA_GRAPHS", True)
+
+
+def skip_allreduce() -> bool:
+    """METALNN_DISTRIBUTED_SKIP_ALLREDUCE=1, for measurements only: the ranks train apart (no
+    gradient all-reduce steps), which shows what two processes cost without communication."""
+    return _env_flag("METALNN_DISTRIBUTED_SKIP_ALLREDUCE", False)
+
+
 def _timeout() -> float:
     try:
         t = float(os.environ.get("METALNN_DISTRIBUTED_TIMEOUT", "300"))
@@ -133,7 +156,7 @@ class DataParallel:
             for s in (dw, db):
                 if s is not None:
                     grads.append(s)
-        if self.world_size == 1 or not grads:
+        if self.world_size == 1 or not grads or skip_allreduce():
             return
         produced = {}
         for i, st in enumerate(c.steps):
@@ -157,7 +180,8 @@ class DataParallel:
             starts = [("python", (engine.start_step(k), list(b))) for k, b in enumerate(buckets)]
             finish = ("python", (engine.finish_step(buckets), [s for b in buckets for s in b]))
         else:
-            reducer = _core.distributed.nccl_reducer(comm, elements, self.options.deterministic)
+            reducer = _core.distributed.nccl_reducer(comm, elements, self.options.deterministic,
+                                                     cuda_graphs_enabled())
             starts = [("allreduce_start", (reducer, k, list(b))) for k, b in enumerate(buckets)]
             finish = ("allreduce_finish", (reducer,))
         from ..graph.compiler import StepSpec

@@ -249,8 +249,9 @@ std::vector<std::string> NcclComm::allgather(const std::string& bytes) {
   return out;
 }
 
-NcclBuckets::NcclBuckets(std::shared_ptr<NcclComm> comm, std::vector<size_t> bucket_elements, bool deterministic)
-    : comm_(std::move(comm)), sizes_(std::move(bucket_elements)), deterministic_(deterministic) {
+NcclBuckets::NcclBuckets(std::shared_ptr<NcclComm> comm, std::vector<size_t> bucket_elements, bool deterministic,
+                         bool capture)
+    : comm_(std::move(comm)), sizes_(std::move(bucket_elements)), deterministic_(deterministic), capture_(capture) {
   const char* op = "allreduce";
   if (!comm_) fail(ErrorKind::Value, op, "no communicator");
   cudaStream_t s = nullptr;
@@ -290,11 +291,16 @@ void NcclBuckets::start(size_t bucket, const std::vector<std::pair<void*, size_t
   const Lib& l = lib(op);
   auto side = static_cast<cudaStream_t>(stream_);
   auto ready = static_cast<cudaEvent_t>(ready_[bucket]), done = static_cast<cudaEvent_t>(done_[bucket]);
-  // The previous batch's round of this bucket (long finished unless a peer stalls).
-  if (pending_[bucket]) wait_event(done, *comm_, op);
+  cudaStream_t main = current_stream();
+  const bool recording = capturing(main);
+  // Eager: the previous batch's round of this bucket (long finished unless a peer stalls), so a
+  // dead peer raises after the timeout. Never inside a capture (the side stream orders the
+  // rounds on the GPU anyway): a replayed step has no host wait at all.
+  if (pending_[bucket] && !recording) wait_event(done, *comm_, op);
   pending_[bucket] = false;
   // The side stream starts once the gradients of this bucket (and everything before) exist.
-  check(cudaEventRecord(ready, current_stream()), op);
+  // Inside a capture this event is the fork that pulls the side stream into the graph.
+  check(cudaEventRecord(ready, main), op);
   check(cudaStreamWaitEvent(side, ready, 0), op);
   float* buf = buffers_[bucket];
   size_t off = 0;
@@ -317,23 +323,25 @@ void NcclBuckets::start(size_t bucket, const std::vector<std::pair<void*, size_t
   }
   check(cudaEventRecord(done, side), op);
   started_[bucket] = true;
-  pending_[bucket] = true;
+  pending_[bucket] = !recording;  // a captured record is no event the host could wait for
 }
 
 void NcclBuckets::finish() {
   const char* op = "allreduce";
   cudaStream_t main = current_stream();
+  // The join: every bucket's side-stream work is done before the update reads the gradients.
   for (size_t b = 0; b < sizes_.size(); ++b) {
     if (!started_[b]) fail(ErrorKind::Runtime, op, "bucket ", b, " was never started (graph compiled out of order)");
     check(cudaStreamWaitEvent(main, static_cast<cudaEvent_t>(done_[b]), 0), op);
     started_[b] = false;
   }
-  if (first_finish_) {
-    // The executor probes its first batch: a host wait there keeps this program eager for
-    // good (NCCL and the side stream stay out of CUDA graphs); later batches never block.
+  if (first_finish_ && !capturing(main)) {
+    // The first batch runs eagerly (the executor's probe): the host waits for its rounds so a
+    // missing peer raises after the timeout, and NCCL's connections exist before a capture.
     first_finish_ = false;
     for (size_t b = 0; b < sizes_.size(); ++b) wait_event(static_cast<cudaEvent_t>(done_[b]), *comm_, op);
-    synchronize(op);
+    // Fallback: a wait the probe sees keeps the program eager for good.
+    if (!capture_) synchronize(op);
   }
 }
 

@@ -48,13 +48,17 @@ class NcclComm {
 // Bucketed gradient all-reduce (average) on a side stream: start(b) waits for the current
 // stream's work so far, packs the bucket's gradients into one buffer, all-reduces it and
 // unpacks; finish() makes the current stream wait for every bucket (on the GPU: the host
-// goes on queueing). The host waits only for a bucket's previous round, at its next start
-// (a peer that never answers raises after the communicator's timeout), and once in the first
-// finish: that wait tells the executor's capture probe the program stays eager.
+// goes on queueing). Capture-safe: the side stream forks from the current stream and joins
+// back through events, so a CUDA-graph capture of the step records the NCCL calls and the
+// executor replays the whole distributed step with one launch. The host waits only in the
+// first (eager, probed) finish, so a peer that never arrives raises after the timeout; eager
+// batches also wait for a bucket's previous round at its next start. `capture` false: the
+// first finish waits through synchronize(), which keeps the program eager (the fallback).
 // Deterministic: all-gather, then every rank sums the ranks' buffers in rank order.
 class NcclBuckets {
  public:
-  NcclBuckets(std::shared_ptr<NcclComm> comm, std::vector<size_t> bucket_elements, bool deterministic);
+  NcclBuckets(std::shared_ptr<NcclComm> comm, std::vector<size_t> bucket_elements, bool deterministic,
+              bool capture = true);
   ~NcclBuckets();
   NcclBuckets(const NcclBuckets&) = delete;
   NcclBuckets& operator=(const NcclBuckets&) = delete;
@@ -70,6 +74,7 @@ class NcclBuckets {
   std::vector<void*> ready_, done_;   // cudaEvent_t per bucket
   std::vector<float*> buffers_;       // per bucket; deterministic: followed by nranks gathered copies
   std::vector<bool> started_, pending_;  // started this round; a round not yet waited for
+  bool capture_;
   bool first_finish_ = true;
 };
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# On a lent 2-GPU machine, in one call (issue #11): pip install with CUDA, the two-GPU tests
+# and the capture-once tests, then bench_distributed.py with the attribution runs (1 GPU with
+# graphs off, 2 GPUs eager / captured / without all-reduce, other bucket sizes). Logs under $OUT.
+#   [BUDGET=450] tools/dp_capture_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/dp_capture_out}"; mkdir -p "$OUT"
+PY="${PYTHON:-python3}"
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0  # never NVLink multicast on shared machines
+t0=$(date +%s)
+s() { echo "== [$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/summary.txt"; }
+# Seconds for the next stage: at most $1, never past BUDGET overall (minus a margin).
+cap() { local l=$(( ${BUDGET:-450} - ($(date +%s) - t0) - 10 )); (( l < $1 )) && echo $(( l > 5 ? l : 5 )) || echo "$1"; }
+s "$(nvidia-smi -L | tr '\n' ' ')"
+nvidia-smi topo -m 2>&1 | head -4 >> "$OUT/summary.txt"
+if ! METALNN_BUILD_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=32 "$PY" -m pip install --no-build-isolation --no-deps . \
+     > "$OUT/pip.log" 2>&1; then
+  tail -30 "$OUT/pip.log"; s "pip install failed"; exit 1
+fi
+s "pip install ok"; rm -f "$OUT/pip.log"  # at most 8 files come back
+(cd /tmp && "$PY" -c "import metalnn as m, metalnn._core as c; print(m.__file__, c.distributed.nccl_built)") \
+  2>&1 | tee -a "$OUT/summary.txt"
+timeout $(cap 120) "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_distributed.py > "$OUT/test_dist.log" 2>&1
+s "test_cuda_distributed: $(tail -1 "$OUT/test_dist.log")"
+grep -E "^(FAILED|ERROR)|Error|assert" "$OUT/test_dist.log" | head -30
+B="benchmarks/bench_distributed.py --device cuda --nproc 2 --batch-size 1024 --warmup 5 --reps 3"
+timeout $(cap 190) "$PY" $B --nets digit --steps 300 --attribute --buckets 25:25,4:1 --timeout 60 \
+  --json "$OUT/digit.json" > "$OUT/bench_digit.log" 2>&1
+s "bench digit rc $?"; grep -E "^\|" "$OUT/bench_digit.log"
+timeout $(cap 80) "$PY" $B --nets inception --steps 30 --timeout 60 \
+  --json "$OUT/inception.json" > "$OUT/bench_inception.log" 2>&1
+s "bench inception rc $?"; grep -E "^\|" "$OUT/bench_inception.log"
+timeout $(cap 90) "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_graph_capture.py > "$OUT/test_capture.log" 2>&1
+s "test_cuda_graph_capture: $(tail -1 "$OUT/test_capture.log")"
+grep -E "^(FAILED|ERROR)" "$OUT/test_capture.log" | head -10
+s "done"
