@@ -17,7 +17,9 @@ off (METALNN_CUDA_GRAPHS=0), the N-process job with its distributed program kept
 (METALNN_DISTRIBUTED_CUDA_GRAPHS=0), and the N-process job with no all-reduce at all
 (METALNN_DISTRIBUTED_SKIP_ALLREDUCE=1: N processes on N GPUs, communication cost removed), and
 the captured N-process job with NCCL_GRAPH_MIXING_SUPPORT=0 (NCCL's bookkeeping for captured
-and uncaptured operations outstanding together, which these programs never have, left out).
+and uncaptured operations outstanding together, which these programs never have, left out) and
+with METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=1 (NCCL's in-place average all-reduce inside the graph
+instead of the all-gather + sum captured programs use).
 ``--buckets MB:FIRST_MB,...`` adds N-process runs with other bucket sizes.
 """
 
@@ -133,7 +135,9 @@ def variants(args) -> list[tuple[str, int, dict, list[str]]]:
         out += [("1 process, CUDA graphs off", 1, {"METALNN_CUDA_GRAPHS": "0"}, []),
                 (f"{n} processes, distributed program eager", n, {"METALNN_DISTRIBUTED_CUDA_GRAPHS": "0"}, []),
                 (f"{n} processes, no all-reduce", n, {"METALNN_DISTRIBUTED_SKIP_ALLREDUCE": "1"}, []),
-                (f"{n} processes, NCCL_GRAPH_MIXING_SUPPORT=0", n, {"NCCL_GRAPH_MIXING_SUPPORT": "0"}, [])]
+                (f"{n} processes, NCCL_GRAPH_MIXING_SUPPORT=0", n, {"NCCL_GRAPH_MIXING_SUPPORT": "0"}, []),
+                (f"{n} processes, NCCL all-reduce inside the graph", n,
+                 {"METALNN_DISTRIBUTED_GRAPH_ALLREDUCE": "1"}, [])]
     for spec in filter(None, args.buckets.split(",")):
         mb, _, first = spec.partition(":")
         out.append((f"{n} processes, buckets {mb} MB (first {first or mb})", n, {},

@@ -78,16 +78,18 @@ def test_two_gpus_match_one_gpu_on_the_global_batch(runs):
         a0, info = _load(runs, scenario, 0)
         a1, _ = _load(runs, scenario, 1)
         w0, w1 = _weights(a0), _weights(a1)
-        assert set(w0) == set(ref)
-        for k in ref:
-            assert np.array_equal(w0[k], w1[k]), (scenario, k)  # the ranks end bitwise equal
-            np.testing.assert_allclose(w0[k], ref[k], rtol=1e-3, atol=1e-5, err_msg=f"{scenario} {k}")
-        assert len(info["plan"]["buckets"]) >= 2
-        assert info["steps"].index("allreduce.bucket0") < info["steps"].index("allreduce.finish")
-        assert a0["global_losses"][0] == a1["global_losses"][0]
         # NCCL inside the graph: the step was recorded once and replayed (the first batch probes).
         assert info["graph"]["mode"] == "replay", info["graph"]
         assert info["graph"]["captures"] == 1 and info["graph"]["launches"] == worker.STEPS - 1, info["graph"]
+        assert set(w0) == set(ref)
+        bad = {k: float(np.max(np.abs(w0[k] - ref[k]))) for k in ref
+               if not np.allclose(w0[k], ref[k], rtol=1e-3, atol=1e-5)}
+        assert not bad, f"{scenario}: weights off the 1-GPU run (max abs difference) {bad}"
+        for k in ref:
+            assert np.array_equal(w0[k], w1[k]), (scenario, k)  # the ranks end bitwise equal
+        assert len(info["plan"]["buckets"]) >= 2
+        assert info["steps"].index("allreduce.bucket0") < info["steps"].index("allreduce.finish")
+        assert a0["global_losses"][0] == a1["global_losses"][0]
 
 
 def test_rank0_weights_are_broadcast_over_nccl(runs):
@@ -123,7 +125,7 @@ def test_distributed_step_captured_once_matches_eager(runs):
         captured, eager = {k[2:]: v for k, v in arrays.items() if k.startswith("w/")}, \
             {k[6:]: v for k, v in arrays.items() if k.startswith("eager/")}
         assert set(captured) == set(eager) and captured
-        for k in captured:  # same dropout masks, same deterministic all-reduce
+        for k in captured:  # same dropout masks; NCCL's average (eager) vs the gather's (captured)
             np.testing.assert_allclose(captured[k], eager[k], rtol=1e-5, atol=1e-6, err_msg=f"rank {r} {k}")
         np.testing.assert_allclose(arrays["w_losses"], arrays["eager_losses"], rtol=1e-5)
     w0 = _weights(_load(runs, "captured", 0)[0])

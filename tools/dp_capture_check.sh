@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On a lent 2-GPU machine, in one call (issue #11): pip install with CUDA, the two-GPU tests
 # and the capture-once tests, then bench_distributed.py with the attribution runs (1 GPU with
-# graphs off, 2 GPUs eager / captured / without all-reduce, other bucket sizes). Logs under $OUT.
+# graphs off, 2 GPUs eager / captured / without all-reduce, other bucket sizes), then the
+# two-GPU tests again with NCCL's all-reduce inside the graphs (diagnosis). Logs under $OUT.
 #   [BUDGET=450] tools/dp_capture_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ timeout $(cap 120) "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_distri
 s "test_cuda_distributed: $(tail -1 "$OUT/test_dist.log")"
 grep -E "^(FAILED|ERROR)|Error|assert" "$OUT/test_dist.log" | head -30
 B="benchmarks/bench_distributed.py --device cuda --nproc 2 --batch-size 1024 --warmup 5 --reps 3"
-timeout $(cap 190) "$PY" $B --nets digit --steps 300 --attribute --buckets 25:25,4:1 --timeout 60 \
+timeout $(cap 160) "$PY" $B --nets digit --steps 300 --attribute --buckets 25:25,4:1 --timeout 60 \
   --json "$OUT/digit.json" > "$OUT/bench_digit.log" 2>&1
 s "bench digit rc $?"; grep -E "^\|" "$OUT/bench_digit.log"
 timeout $(cap 80) "$PY" $B --nets inception --steps 30 --timeout 60 \
@@ -34,4 +35,9 @@ s "bench inception rc $?"; grep -E "^\|" "$OUT/bench_inception.log"
 timeout $(cap 90) "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_graph_capture.py > "$OUT/test_capture.log" 2>&1
 s "test_cuda_graph_capture: $(tail -1 "$OUT/test_capture.log")"
 grep -E "^(FAILED|ERROR)" "$OUT/test_capture.log" | head -10
+# Diagnosis: the same tests with NCCL's in-place average all-reduce inside the graphs.
+METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=1 timeout $(cap 60) "$PY" -m pytest -q -p no:cacheprovider \
+  tests/test_cuda_distributed.py > "$OUT/test_dist_graph_allreduce.log" 2>&1
+s "test_cuda_distributed, METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=1: $(tail -1 "$OUT/test_dist_graph_allreduce.log")"
+grep -E "^E .*(off the 1-GPU|Mismatch|rank)|^FAILED" "$OUT/test_dist_graph_allreduce.log" | head -10
 s "done"
