@@ -18,8 +18,8 @@ off (METALNN_CUDA_GRAPHS=0), the N-process job with its distributed program kept
 (METALNN_DISTRIBUTED_SKIP_ALLREDUCE=1: N processes on N GPUs, communication cost removed), and
 the captured N-process job with NCCL_GRAPH_MIXING_SUPPORT=0 (NCCL's bookkeeping for captured
 and uncaptured operations outstanding together, which these programs never have, left out) and
-with METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=1 (NCCL's in-place average all-reduce inside the graph
-instead of the all-gather + sum captured programs use).
+with METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=1 (NCCL's in-place average all-reduce instead of the
+all-gather + sum that programs which may be captured use).
 ``--buckets MB:FIRST_MB,...`` adds N-process runs with other bucket sizes.
 """
 

@@ -257,11 +257,12 @@ NcclBuckets::NcclBuckets(std::shared_ptr<NcclComm> comm, std::vector<size_t> buc
   cudaStream_t s = nullptr;
   check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), op);
   stream_ = s;
-  // METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=1 (diagnosis): NCCL's all-reduce inside graphs too.
+  // A program that may be captured gathers in every batch: the eager first batch then sets up
+  // the connections the captured gather uses. METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=1
+  // (diagnosis): NCCL's all-reduce, in graphs too.
   const char* env = std::getenv("METALNN_DISTRIBUTED_GRAPH_ALLREDUCE");
-  graph_allreduce_ = env && std::strcmp(env, "1") == 0;
-  // Room for the gathered copies wherever the gather path may run (deterministic, or captured).
-  const size_t copies = deterministic_ || (capture_ && !graph_allreduce_) ? 1 + (size_t)comm_->size() : 1;
+  gather_ = deterministic_ || (capture_ && !(env && std::strcmp(env, "1") == 0));
+  const size_t copies = gather_ ? 1 + (size_t)comm_->size() : 1;
   for (size_t n : sizes_) {
     cudaEvent_t a = nullptr, b = nullptr;
     check(cudaEventCreateWithFlags(&a, cudaEventDisableTiming), op);
@@ -313,10 +314,10 @@ void NcclBuckets::start(size_t bucket, const std::vector<std::pair<void*, size_t
     off += n;
   }
   const int nranks = comm_->size();
-  // Inside a CUDA graph the average is an all-gather plus the rank-ordered sum: NCCL 2.28.9's
-  // in-place ncclAvg all-reduce, captured, gave every rank the same wrong gradients on 2 x
-  // H200 (tests/test_cuda_distributed.py), while the captured gather matched the eager run.
-  if (deterministic_ || (recording && !graph_allreduce_)) {
+  // Programs that may be captured average by an all-gather plus the rank-ordered sum: NCCL
+  // 2.28.9's in-place ncclAvg all-reduce, captured, gave every rank the same wrong gradients
+  // on 2 x H200 (tests/test_cuda_distributed.py), while the captured gather matched eager runs.
+  if (gather_) {
     float* gathered = buf + total;
     check_nccl(l.all_gather(buf, gathered, total, kFloat32, comm_->handle(), side), op, "ncclAllGather");
     sum_ranks(gathered, nranks, total, 1.0f / (float)nranks, buf, side);

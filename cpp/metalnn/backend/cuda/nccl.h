@@ -54,8 +54,8 @@ class NcclComm {
 // first (eager, probed) finish, so a peer that never arrives raises after the timeout; eager
 // batches also wait for a bucket's previous round at its next start. `capture` false: the
 // first finish waits through synchronize(), which keeps the program eager (the fallback).
-// Deterministic, and always inside a capture: all-gather, then every rank sums the ranks'
-// buffers in rank order (a captured in-place ncclAvg all-reduce gave wrong averages).
+// Deterministic, and whenever the program may be captured: all-gather, then every rank sums
+// the ranks' buffers in rank order (a captured in-place ncclAvg all-reduce gave wrong averages).
 class NcclBuckets {
  public:
   NcclBuckets(std::shared_ptr<NcclComm> comm, std::vector<size_t> bucket_elements, bool deterministic,
@@ -76,7 +76,7 @@ class NcclBuckets {
   std::vector<float*> buffers_;       // per bucket; deterministic: followed by nranks gathered copies
   std::vector<bool> started_, pending_;  // started this round; a round not yet waited for
   bool capture_;
-  bool graph_allreduce_ = false;  // NCCL's all-reduce inside captures too (diagnosis only)
+  bool gather_ = false;  // all-gather + rank-ordered sum instead of NCCL's all-reduce
   bool first_finish_ = true;
 };
 
