@@ -636,6 +636,8 @@ class Sequential:
         """The last layer's output for every sample of ``x``."""
         x = self._prepare(x)
         graph = self._graph("inference")
+        if isinstance(batch_size, int) and 0 < len(x) <= batch_size:  # one batch: run here, no hand-off
+            return np.array(graph.run(x).result, copy=True)
         out: list[np.ndarray] = []
         pending: deque = deque()
         for idx in self._batches(len(x), batch_size):

@@ -8,6 +8,10 @@
 #include "metalnn/backend/cpu/rnn_gates.h"
 #include "metalnn/core/thread_pool.h"
 
+#if defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 // Register tiles are R batch rows x 4 vectors of 8 units: per k, 4 weight vectors stay in
 // registers and R inputs are broadcast (8 loads per 16 FMAs with R = 4). Forward, the 4
 // vectors are the gates i, f, g, o of 8 units, so the tile is exactly what the cell of those
@@ -38,6 +42,16 @@ inline void pin(v8& v) {
 #endif
 }
 
+// acc + x * b as one fused multiply-add in every tile shape: left to the compiler, some shapes
+// got a separate multiply and add, and rows would round differently by the tile they fall in.
+inline v8 fma8(float x, v8 b, v8 acc) {
+#if defined(__FMA__)
+  return (v8)_mm256_fmadd_ps(_mm256_set1_ps(x), (__m256)b, (__m256)acc);
+#else
+  return acc + x * b;
+#endif
+}
+
 float* scratch(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
   return v.data();
@@ -56,16 +70,17 @@ inline void tile(const float* __restrict a, int64_t lda, const float* __restrict
     }
     for (int r = 0; r < R; ++r) {
       const float x = a[r * lda + k];
-      for (int v = 0; v < NV; ++v) acc[r][v] += x * b[v];
+      for (int v = 0; v < NV; ++v) acc[r][v] = fma8(x, b[v], acc[r][v]);
     }
   }
 }
 
+// Calls fn(b0, R) over rows [b_begin, b_end) in tiles of MR rows, then single rows.
 template <class Fn>
-void over_row_blocks(int64_t B, Fn&& fn) {
-  int64_t b = 0;
-  for (; b + MR <= B; b += MR) fn(b, std::integral_constant<int, MR>());
-  for (; b < B; ++b) fn(b, std::integral_constant<int, 1>());
+void over_row_blocks(int64_t b_begin, int64_t b_end, Fn&& fn) {
+  int64_t b = b_begin;
+  for (; b + MR <= b_end; b += MR) fn(b, std::integral_constant<int, MR>());
+  for (; b < b_end; ++b) fn(b, std::integral_constant<int, 1>());
 }
 
 // ---- forward ----
@@ -223,6 +238,22 @@ void cell_backward(const float* __restrict g, const float* __restrict dh, const 
   }
 }
 
+// The same on one full chunk of 8 units with vector code. Chunk by chunk, every unit is
+// computed by the same instructions whichever member owns it (a loop over a member's range
+// would put different units in its vector body and its remainder, rounding them differently).
+inline void cell_backward8(const float* g, const float* dh, const float* dyr, float* dc, const float* c0,
+                           const float* c1, float* d, int64_t H) {
+  const v8 i = load8(g), f = load8(g + H), gg = load8(g + 2 * H), o = load8(g + 3 * H);
+  const v8 dht = load8(dh) + load8(dyr);
+  const v8 tc = tanh8(load8(c1));
+  const v8 dct = load8(dc) + dht * o * (1.f - tc * tc);
+  store8(d, dct * gg * i * (1.f - i));
+  store8(d + H, dct * load8(c0) * f * (1.f - f));
+  store8(d + 2 * H, dct * i * (1.f - gg * gg));
+  store8(d + 3 * H, dht * tc * o * (1.f - o));
+  store8(dc, dct * f);
+}
+
 // dh rows [b0, b0 + R), units of chunks [c, c + NV): the step's gate gradients times U's panel.
 // Not inlined: each tile gets its own register allocation (inlined, the accumulators spill).
 template <int R, int NV>
@@ -263,10 +294,33 @@ void backward_rows(const float* dgt, int64_t G, const float* P, float* dh, int64
 // A team pays when each member gets enough rows x units to outweigh a barrier per step.
 int team_size(int64_t B, int64_t H) { return std::min(num_threads(), B * H >= 2048 && chunks_of(H) >= 4 ? 2 : 1); }
 
-// Member `rank` owns chunks [c0, c1) (whole chunks, so no two members write one vector).
-void member_chunks(int64_t C, int rank, int team, int64_t& c0, int64_t& c1) {
-  c0 = C * rank / team;
-  c1 = C * (rank + 1) / team;
+// A member's share of the (chunk, row) tiles, in chunk-major order: whole chunks [cf0, cf1)
+// and up to two pieces (rows [b0, b1) of one chunk) where its share starts or ends inside a
+// chunk. Splitting rows of the boundary chunk keeps the members' work equal (25 chunks of 8
+// units for H = 200 would otherwise split 12 / 13). A cell and the product that feeds it
+// always have the same owner, so members only meet at the barriers.
+struct Piece {
+  int64_t c, b0, b1;
+};
+struct Share {
+  int64_t cf0 = 0, cf1 = 0;
+  Piece part[2];
+  int parts = 0;
+};
+
+Share member_share(int64_t C, int64_t B, int rank, int team) {
+  const int64_t W = C * B, w0 = W * rank / team, w1 = W * (rank + 1) / team;
+  const int64_t c0 = w0 / B, r0 = w0 % B, c1 = w1 / B, r1 = w1 % B;
+  Share sh;
+  if (c0 == c1) {
+    if (r1 > r0) sh.part[sh.parts++] = {c0, r0, r1};
+    return sh;
+  }
+  sh.cf0 = r0 > 0 ? c0 + 1 : c0;
+  sh.cf1 = c1;
+  if (r0 > 0) sh.part[sh.parts++] = {c0, r0, B};
+  if (r1 > 0) sh.part[sh.parts++] = {c1, 0, r1};
+  return sh;
 }
 
 }  // namespace
@@ -278,19 +332,24 @@ void lstm_forward_fused(const LstmSequence& L, const float* x, float* y, int64_t
   const int team = team_size(B, H);
   SpinBarrier barrier(team);
   parallel_team(team, [&](int rank, int n) {
-    int64_t c0, c1;
-    member_chunks(C, rank, n, c0, c1);
-    pack_forward(L, P, c0, c1);  // each member packs, then reads, its own chunks
+    const Share sh = member_share(C, B, rank, n);
+    // Each chunk is packed once: by its whole-chunk owner, or by the member whose piece starts at row 0.
+    pack_forward(L, P, sh.cf0, sh.cf1);
+    for (int k = 0; k < sh.parts; ++k)
+      if (sh.part[k].b0 == 0) pack_forward(L, P, sh.part[k].c, sh.part[k].c + 1);
+    barrier.wait();
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = L.reverse ? T - 1 - s : s, tn = L.reverse ? t - 1 : t + 1;
       const bool last = s + 1 == T;
       const Step st{x + t * B * I, L.hp + t * B * H, L.cp + t * B * H, L.gates + t * B * G,
                     last ? L.h_last : L.hp + tn * B * H, last ? L.c_last : L.cp + tn * B * H, y + t * B * ldy, ldy,
                     s == 0 && h0_zero ? 0 : H};
-      for (int64_t c = c0; c < c1; ++c) {
+      auto rows = [&](int64_t c, int64_t b0, int64_t b1) {
         const float* panel = P + c * K * 4 * NU;
-        over_row_blocks(B, [&](int64_t b0, auto r) { forward_block<decltype(r)::value>(L, st, panel, b0, c); });
-      }
+        over_row_blocks(b0, b1, [&](int64_t b, auto r) { forward_block<decltype(r)::value>(L, st, panel, b, c); });
+      };
+      for (int64_t c = sh.cf0; c < sh.cf1; ++c) rows(c, 0, B);
+      for (int k = 0; k < sh.parts; ++k) rows(sh.part[k].c, sh.part[k].b0, sh.part[k].b1);
       barrier.wait();  // the next step reads every unit of h
     }
   });
@@ -306,10 +365,11 @@ void lstm_backward_fused(const LstmSequence& L, const float* dy, int64_t ldy, fl
   const int team = team_size(B, H);
   SpinBarrier barrier(team);
   parallel_team(team, [&](int rank, int n) {
-    int64_t c0, c1;
-    member_chunks(C, rank, n, c0, c1);
-    pack_backward(L, P, c0, c1);
-    const int64_t u0 = c0 * NU, u1 = std::min(H, c1 * NU);
+    const Share sh = member_share(C, B, rank, n);
+    pack_backward(L, P, sh.cf0, sh.cf1);  // whole chunks in panels of up to 4, pieces alone
+    for (int k = 0; k < sh.parts; ++k)
+      if (sh.part[k].b0 == 0) pack_backward(L, P, sh.part[k].c, sh.part[k].c + 1);
+    barrier.wait();
     for (int64_t s = T - 1; s >= 0; --s) {
       const int64_t t = L.reverse ? T - 1 - s : s, tn = L.reverse ? t - 1 : t + 1;
       const float* gt = L.gates + t * B * G;
@@ -317,13 +377,33 @@ void lstm_backward_fused(const LstmSequence& L, const float* dy, int64_t ldy, fl
       const float* cnext = s + 1 == T ? L.c_last : L.cp + tn * B * H;
       float* dgt = dgates + t * B * G;
       // This member's units: dL/dh_t, dL/dc_t -> gate gradients of step t, dL/dc_{t-1}.
-      for (int64_t b = 0; b < B; ++b)
-        cell_backward(gt + b * G + u0, dh + b * H + u0, dy ? dy + (t * B + b) * ldy + u0 : zero_row,
-                      dc + b * H + u0, cprev + b * H + u0, cnext + b * H + u0, dgt + b * G + u0, H, u1 - u0);
+      auto cells = [&](int64_t b0, int64_t b1, int64_t c0, int64_t c1) {
+        for (int64_t b = b0; b < b1; ++b)
+          for (int64_t c = c0; c < c1; ++c) {
+            const int64_t v0 = c * NU, nv = std::min(NU, H - v0);
+            const float* dyr = dy ? dy + (t * B + b) * ldy + v0 : zero_row;
+            if (nv == NU)
+              cell_backward8(gt + b * G + v0, dh + b * H + v0, dyr, dc + b * H + v0, cprev + b * H + v0,
+                             cnext + b * H + v0, dgt + b * G + v0, H);
+            else
+              cell_backward(gt + b * G + v0, dh + b * H + v0, dyr, dc + b * H + v0, cprev + b * H + v0,
+                            cnext + b * H + v0, dgt + b * G + v0, H, nv);
+          }
+      };
+      cells(0, B, sh.cf0, sh.cf1);
+      for (int k = 0; k < sh.parts; ++k) cells(sh.part[k].b0, sh.part[k].b1, sh.part[k].c, sh.part[k].c + 1);
       barrier.wait();  // the product reads every unit's gate gradients
-      // dL/dh_{t-1} for this member's units. The next cell reads only these units (no barrier);
+      // dL/dh_{t-1} for this member's tiles. The next cell reads only these (no barrier);
       // step t-1's gate gradients go to another slice of dgates than the one read here.
-      over_row_blocks(B, [&](int64_t b0, auto r) { backward_rows<decltype(r)::value>(dgt, G, P, dh, H, b0, c0, c1); });
+      over_row_blocks(0, B, [&](int64_t b0, auto r) {
+        backward_rows<decltype(r)::value>(dgt, G, P, dh, H, b0, sh.cf0, sh.cf1);
+      });
+      for (int k = 0; k < sh.parts; ++k) {
+        const Piece& pc = sh.part[k];
+        over_row_blocks(pc.b0, pc.b1, [&](int64_t b0, auto r) {
+          backward_rows<decltype(r)::value>(dgt, G, P, dh, H, b0, pc.c, pc.c + 1);
+        });
+      }
     }
   });
 }
