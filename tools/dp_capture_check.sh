@@ -35,9 +35,15 @@ s "bench inception rc $?"; grep -E "^\|" "$OUT/bench_inception.log"
 timeout $(cap 90) "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_graph_capture.py > "$OUT/test_capture.log" 2>&1
 s "test_cuda_graph_capture: $(tail -1 "$OUT/test_capture.log")"
 grep -E "^(FAILED|ERROR)" "$OUT/test_capture.log" | head -10
-# Diagnosis: the same tests with NCCL's in-place average all-reduce inside the graphs.
-METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=1 timeout $(cap 60) "$PY" -m pytest -q -p no:cacheprovider \
-  tests/test_cuda_distributed.py > "$OUT/test_dist_graph_allreduce.log" 2>&1
-s "test_cuda_distributed, METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=1: $(tail -1 "$OUT/test_dist_graph_allreduce.log")"
-grep -E "^E .*(off the 1-GPU|Mismatch|rank)|^FAILED" "$OUT/test_dist_graph_allreduce.log" | head -10
+# Diagnosis: the same tests with NCCL's all-reduce inside the graphs -- ncclAvg as is, ncclAvg
+# without NCCL's graph buffer registration, and ncclSum followed by our own scale kernel.
+for v in "avg:" "avg:NCCL_GRAPH_REGISTER=0" "sum:"; do
+  mode=${v%%:*}; extra=${v#*:}
+  a=1; [[ $mode == sum ]] && a=sum
+  env METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=$a $extra timeout $(cap 60) "$PY" -m pytest -q -p no:cacheprovider \
+    tests/test_cuda_distributed.py > "$OUT/diag.log" 2>&1
+  s "test_cuda_distributed, graph all-reduce $mode ${extra}: $(tail -1 "$OUT/diag.log")"
+  cat "$OUT/diag.log" >> "$OUT/test_dist_graph_allreduce.log"
+done
+rm -f "$OUT/diag.log"
 s "done"

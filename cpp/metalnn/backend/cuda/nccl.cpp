@@ -260,8 +260,11 @@ NcclBuckets::NcclBuckets(std::shared_ptr<NcclComm> comm, std::vector<size_t> buc
   // A program that may be captured gathers in every batch: the eager first batch then sets up
   // the connections the captured gather uses. METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=1
   // (diagnosis): NCCL's all-reduce, in graphs too.
+  // "sum" (diagnosis): NCCL's sum all-reduce plus our own scale kernel instead of ncclAvg.
   const char* env = std::getenv("METALNN_DISTRIBUTED_GRAPH_ALLREDUCE");
-  gather_ = deterministic_ || (capture_ && !(env && std::strcmp(env, "1") == 0));
+  const bool want_allreduce = env && (std::strcmp(env, "1") == 0 || std::strcmp(env, "sum") == 0);
+  sum_then_scale_ = env && std::strcmp(env, "sum") == 0;
+  gather_ = deterministic_ || (capture_ && !want_allreduce);
   const size_t copies = gather_ ? 1 + (size_t)comm_->size() : 1;
   for (size_t n : sizes_) {
     cudaEvent_t a = nullptr, b = nullptr;
@@ -321,6 +324,9 @@ void NcclBuckets::start(size_t bucket, const std::vector<std::pair<void*, size_t
     float* gathered = buf + total;
     check_nccl(l.all_gather(buf, gathered, total, kFloat32, comm_->handle(), side), op, "ncclAllGather");
     sum_ranks(gathered, nranks, total, 1.0f / (float)nranks, buf, side);
+  } else if (sum_then_scale_) {
+    check_nccl(l.all_reduce(buf, buf, total, kFloat32, kSum, comm_->handle(), side), op, "ncclAllReduce");
+    sum_ranks(buf, 1, total, 1.0f / (float)nranks, buf, side);  // one "rank": an in-place scale
   } else {
     check_nccl(l.all_reduce(buf, buf, total, kFloat32, kAvg, comm_->handle(), side), op, "ncclAllReduce");
   }
