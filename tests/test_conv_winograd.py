@@ -13,11 +13,11 @@ channel count; |got - ref| <= 1e-4 * max|ref| (float32; the im2col path meets 1e
 
 import numpy as np
 import pytest
+from test_conv import conv_grads_ref, conv_ref
 
 import metalnn as mnn
 
 from helpers import assert_close, randn, rng
-from test_conv import conv_grads_ref, conv_ref
 
 ops = mnn.ops
 
@@ -35,7 +35,9 @@ CASES = [
     (2, 12, 15, 9, 10, 3, 1),          # 'same' 3x3
     (3, 8, 9, 14, 6, 3, (0, 2, 1, 0)),  # asymmetric padding
     (2, 32, 14, 14, 64, 5, 2),         # the digit network's conv2, smaller batch
+    (1, 8, 40, 37, 6, 3, 1),           # one image in several blocks of tile rows
 ]
+DIGIT_CONV2 = CASES[-2]
 
 
 def _make(case, dtype, seed=0):
@@ -52,6 +54,12 @@ def _close(got, ref, dtype, what):
     assert_close(got, ref, atol=tol * max(1.0, np.abs(ref).max()), rtol=tol, what=what)
 
 
+@pytest.fixture(autouse=True)
+def default_threads():
+    yield
+    mnn.set_num_threads(0)
+
+
 @pytest.fixture
 def algo(monkeypatch):
     def set_algo(name):
@@ -59,10 +67,12 @@ def algo(monkeypatch):
     return set_algo
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("case", CASES)
-def test_forward_and_gradients_match_reference(case, dtype, algo):
+def test_forward_and_gradients_match_reference(case, dtype, threads, algo):
     algo("winograd")
+    mnn.set_num_threads(threads)
     x, w, b, padding = _make(case, dtype)
     y = ops.conv2d_forward(x, w, b, padding=padding)
     _close(y, conv_ref(x, w, b, padding=padding), dtype, "y")
@@ -85,7 +95,7 @@ def test_fused_bias_relu_and_preactivation(algo):
 def test_winograd_runs_and_differs_from_im2col(algo):
     # Both paths are right, but they round differently: equal outputs would mean the
     # switch did nothing.
-    x, w, b, padding = _make(CASES[-1], np.float32, seed=5)
+    x, w, b, padding = _make(DIGIT_CONV2, np.float32, seed=5)
     dy = randn(rng(6), 2, 64, 14, 14)
     got = {}
     for name in ("im2col", "winograd"):
