@@ -134,6 +134,17 @@ def test_unsupported_geometry_falls_back(algo):
            "groups")
 
 
+def test_unknown_algo_raises_before_writing(algo):
+    algo("fast")
+    x, w, b, padding = _make(CASES[0], np.float32)
+    w0 = w.copy()
+    for call in (lambda: ops.conv2d_forward(x, w, b, padding=padding),
+                 lambda: ops.conv2d_backward_weight(np.ones((2, 7, 2, 2), np.float32), x, w.shape, padding=padding)):
+        with pytest.raises(ValueError, match=r"\[conv2d\] METALNN_CONV_ALGO must be auto, im2col or winograd"):
+            call()
+    np.testing.assert_array_equal(w, w0)
+
+
 def test_nan_stays_local(algo):
     # A NaN input pixel reaches only the outputs whose window covers it (through the
     # transforms it could spread over whole tiles if the edges were wrong).

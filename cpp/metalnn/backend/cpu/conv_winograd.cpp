@@ -10,6 +10,7 @@
 #include "metalnn/backend/cpu/conv_storage.h"
 #include "metalnn/backend/cpu/conv_winograd_tiles.h"
 #include "metalnn/backend/cpu/conv_winograd_transpose.h"
+#include "metalnn/core/error.h"
 #include "metalnn/core/thread_pool.h"
 
 namespace metalnn::cpu {
@@ -21,13 +22,14 @@ using winograd::TileBlock;
 
 enum class Algo { automatic, im2col, winograd };
 
-// Read per call, so tests and benchmarks can switch paths inside one process.
+// Read per call (before anything is written), so tests and benchmarks can switch paths
+// inside one process; a misspelt value raises rather than silently measuring `auto`.
 Algo algo_from_env() {
   const char* v = std::getenv("METALNN_CONV_ALGO");
   if (!v || !*v || !std::strcmp(v, "auto")) return Algo::automatic;
   if (!std::strcmp(v, "im2col")) return Algo::im2col;
   if (!std::strcmp(v, "winograd")) return Algo::winograd;
-  return Algo::automatic;
+  fail(ErrorKind::Value, "conv2d", "METALNN_CONV_ALGO must be auto, im2col or winograd, got '", v, "'");
 }
 
 bool supported(const MnnConv2dParams& p) {
@@ -117,8 +119,9 @@ const Kernels* pick(const MnnConv2dParams& p, Direction dir) {
 }
 
 bool choose(const MnnConv2dParams& p, Direction dir) {
+  const Algo algo = algo_from_env();
   if (!supported(p)) return false;
-  switch (algo_from_env()) {
+  switch (algo) {
     case Algo::im2col: return false;
     case Algo::winograd: return true;
     default: break;
