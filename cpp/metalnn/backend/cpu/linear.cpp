@@ -162,8 +162,10 @@ void fully_connected_backward_weight(const Tensor& dy, const Tensor& x, const Te
   FloatView dyf(dy), xf(x);
   FloatOut out(dw);
   // Both operands read in place (dy^T k-major, x row by row): nothing is packed.
-  if (N <= 256 && O >= 64 && F >= 256) gemm(gemm_plan(O, F, N), {dyf.get(), O}, {xf.get(), F}, out.get(), F, false, false);
-  else sgemm_parallel(true, false, O, F, N, 1.f, dyf.get(), O, xf.get(), F, 0.f, out.get(), F);
+  if (N <= 256 && O >= 64 && F >= 256)
+    gemm(gemm_plan(O, F, N), {dyf.get(), O}, {xf.get(), F}, out.get(), F, false, false);
+  else
+    sgemm_parallel(true, false, O, F, N, 1.f, dyf.get(), O, xf.get(), F, 0.f, out.get(), F);
   out.finish();
 }
 
