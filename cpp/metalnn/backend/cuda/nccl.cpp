@@ -257,14 +257,13 @@ NcclBuckets::NcclBuckets(std::shared_ptr<NcclComm> comm, std::vector<size_t> buc
   cudaStream_t s = nullptr;
   check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), op);
   stream_ = s;
-  // A program that may be captured gathers in every batch: the eager first batch then sets up
-  // the connections the captured gather uses. METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=1
-  // (diagnosis): NCCL's all-reduce, in graphs too.
-  // "sum" (diagnosis): NCCL's sum all-reduce plus our own scale kernel instead of ncclAvg.
+  // Averages are NCCL's sum all-reduce followed by our own scale kernel: NCCL 2.28.9's ncclAvg,
+  // captured in a CUDA graph, gave every rank the same wrong gradients on 2 x H200 (with or
+  // without NCCL_GRAPH_REGISTER), while ncclSum + scale matched one GPU in the same tests.
+  // METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=avg (diagnosis) uses ncclAvg; =gather all-gathers.
   const char* env = std::getenv("METALNN_DISTRIBUTED_GRAPH_ALLREDUCE");
-  const bool want_allreduce = env && (std::strcmp(env, "1") == 0 || std::strcmp(env, "sum") == 0);
-  sum_then_scale_ = env && std::strcmp(env, "sum") == 0;
-  gather_ = deterministic_ || (capture_ && !want_allreduce);
+  sum_then_scale_ = !(env && (std::strcmp(env, "avg") == 0 || std::strcmp(env, "1") == 0));
+  gather_ = deterministic_ || (env && std::strcmp(env, "gather") == 0);
   const size_t copies = gather_ ? 1 + (size_t)comm_->size() : 1;
   for (size_t n : sizes_) {
     cudaEvent_t a = nullptr, b = nullptr;
@@ -317,9 +316,7 @@ void NcclBuckets::start(size_t bucket, const std::vector<std::pair<void*, size_t
     off += n;
   }
   const int nranks = comm_->size();
-  // Programs that may be captured average by an all-gather plus the rank-ordered sum: NCCL
-  // 2.28.9's in-place ncclAvg all-reduce, captured, gave every rank the same wrong gradients
-  // on 2 x H200 (tests/test_cuda_distributed.py), while the captured gather matched eager runs.
+  // Deterministic mode: an all-gather plus the rank-ordered sum (same bits on every rank and run).
   if (gather_) {
     float* gathered = buf + total;
     check_nccl(l.all_gather(buf, gathered, total, kFloat32, comm_->handle(), side), op, "ncclAllGather");

@@ -77,7 +77,7 @@ class NcclBuckets {
   std::vector<bool> started_, pending_;  // started this round; a round not yet waited for
   bool capture_;
   bool gather_ = false;  // all-gather + rank-ordered sum instead of NCCL's all-reduce
-  bool sum_then_scale_ = false;  // diagnosis: ncclSum + our scale kernel instead of ncclAvg
+  bool sum_then_scale_ = true;  // ncclSum + our scale kernel (ncclAvg is wrong inside graphs)
   bool first_finish_ = true;
 };
 
