@@ -8,129 +8,18 @@
 
 #include "metalnn/backend/cpu/conv_gemm.h"
 #include "metalnn/backend/cpu/conv_storage.h"
+#include "metalnn/backend/cpu/conv_winograd_plan.h"
 #include "metalnn/backend/cpu/conv_winograd_tiles.h"
 #include "metalnn/backend/cpu/conv_winograd_transpose.h"
-#include "metalnn/core/error.h"
 #include "metalnn/core/thread_pool.h"
 
 namespace metalnn::cpu {
 namespace {
 
+using winograd::BlockPlan;
 using winograd::Geometry;
 using winograd::Kernels;
 using winograd::TileBlock;
-
-enum class Algo { automatic, im2col, winograd };
-
-// Read per call (before anything is written), so tests and benchmarks can switch paths
-// inside one process; a misspelt value raises rather than silently measuring `auto`.
-Algo algo_from_env() {
-  const char* v = std::getenv("METALNN_CONV_ALGO");
-  if (!v || !*v || !std::strcmp(v, "auto")) return Algo::automatic;
-  if (!std::strcmp(v, "im2col")) return Algo::im2col;
-  if (!std::strcmp(v, "winograd")) return Algo::winograd;
-  fail(ErrorKind::Value, "conv2d", "METALNN_CONV_ALGO must be auto, im2col or winograd, got '", v, "'");
-}
-
-bool supported(const MnnConv2dParams& p) {
-  return p.stride_y == 1 && p.stride_x == 1 && p.dilation_y == 1 && p.dilation_x == 1 && p.groups == 1 &&
-         p.accumulation == MNN_ACCUMULATE_FLOAT && p.kernel_height == p.kernel_width &&
-         (p.kernel_height == 3 || p.kernel_height == 5) && p.out_height > 0 && p.out_width > 0;
-}
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// The GEMM's widest register panel (4 vectors), so lanes never end in a partial panel.
-#if defined(__AVX512F__)
-constexpr int64_t kLaneMultiple = 64;
-#else
-constexpr int64_t kLaneMultiple = 32;
-#endif
-
-// Tile rows per block: little lane padding, near `target` tiles, every thread busy.
-struct BlockPlan {
-  int64_t rows_total, rows_per_block, blocks, lanes;
-  BlockPlan(const Geometry& g, int64_t images, int64_t target) {
-    rows_total = images * g.th;
-    const int64_t cap = std::max<int64_t>(1, ceil_div(rows_total, num_threads()));
-    double best = 1e30;
-    rows_per_block = 1;
-    for (int64_t rb = 1; rb <= cap; ++rb) {
-      const int64_t tiles = rb * g.tw;
-      if (rb > 1 && tiles > 2 * target) break;
-      const double pad = (double)ceil_div(tiles, kLaneMultiple) * kLaneMultiple / tiles;
-      const double score = pad * (1.0 + 0.1 * std::fabs(std::log2((double)tiles / target)));
-      if (score < best) best = score, rows_per_block = rb;
-    }
-    blocks = ceil_div(rows_total, rows_per_block);
-    lanes = ceil_div(rows_per_block * g.tw, kLaneMultiple) * kLaneMultiple;
-  }
-  TileBlock block(const Geometry& g, int64_t b) const {
-    const int64_t first = b * rows_per_block;
-    return TileBlock{first, std::min(rows_per_block, rows_total - first), g.tw, g.th, lanes};
-  }
-};
-
-Geometry geometry(const MnnConv2dParams& p, const Kernels& k) {
-  return Geometry{p.in_channels, p.out_channels, ceil_div(p.out_height, k.m), ceil_div(p.out_width, k.m), k.m, k.r};
-}
-
-// Which path runs, from a time model fitted to single-thread measurements of both paths
-// on Zen 4 (14 layer shapes, within ~25%; see benchmarks/results/cpu_2026-11-26b.md):
-// milliseconds per unit of
-//  im2col:   product flops, im2col elements (N*P*K), outputs (N*P*O), images;
-//  Winograd: product flops, transformed inputs (lanes*alpha^2*C) and outputs (.. *O), images,
-// where lanes counts the padded tile lanes. The weight gradient has its own fit: its
-// operands are channel-last, channels padded to whole vectors (Cp, Op), no lane padding.
-enum class Direction { forward, weight };
-
-double im2col_ms(const MnnConv2dParams& p, Direction dir) {
-  const double N = p.batch, P = (double)p.out_height * p.out_width, O = p.out_channels;
-  const double K = (double)p.in_channels * p.kernel_height * p.kernel_width;
-  if (dir == Direction::weight) return 8.4e-9 * 2.0 * N * P * O * K + 5.2e-7 * N * P * K;
-  return 1.12e-8 * 2.0 * N * P * O * K + 3.3e-8 * N * P * K + 3.1e-8 * N * P * O + 4.3e-3 * N;
-}
-
-int64_t target_tiles(Direction dir) { return dir == Direction::weight ? 256 : 128; }
-
-double winograd_ms(const MnnConv2dParams& p, const Kernels& k, Direction dir) {
-  const Geometry g = geometry(p, k);
-  const double a2 = (double)k.alpha * k.alpha, C = g.C, O = g.O, N = p.batch;
-  if (dir == Direction::weight) {
-    const double T = N * g.th * g.tw * a2, Cp = (double)winograd::channel_pad(g.C);
-    return 1.74e-8 * 2.0 * T * O * Cp + 5.7e-7 * T * Cp;
-  }
-  const BlockPlan bp(g, p.batch, target_tiles(dir));
-  const double L = (double)bp.blocks * bp.lanes * a2;
-  return 1.03e-8 * 2.0 * L * O * C + 4.26e-7 * L * C + 3.14e-7 * L * O + 2.8e-3 * N;
-}
-
-// The cheapest tile size built for this kernel size (smaller alpha on near ties: less rounding).
-const Kernels* pick(const MnnConv2dParams& p, Direction dir) {
-  const Kernels* best = nullptr;
-  double best_cost = 0.0;
-  for (int m : {2, 4, 6}) {
-    const Kernels* k = winograd::kernels_for(m, p.kernel_height);
-    if (!k) continue;
-    const double c = winograd_ms(p, *k, dir);
-    if (!best || c < best_cost * 0.98) best = k, best_cost = c;
-  }
-  return best;
-}
-
-bool choose(const MnnConv2dParams& p, Direction dir) {
-  const Algo algo = algo_from_env();
-  if (!supported(p)) return false;
-  switch (algo) {
-    case Algo::im2col: return false;
-    case Algo::winograd: return true;
-    default: break;
-  }
-  // The weight gradient's channel-last lanes are mostly padding below 8 input channels
-  // (the fit above does not cover that; measured slower on AVX-512 and SSE2 builds).
-  if (dir == Direction::weight && p.in_channels < 8) return false;
-  return winograd_ms(p, *pick(p, dir), dir) < im2col_ms(p, dir);
-}
 
 float* grow(std::vector<float>& v, int64_t n) {
   if ((int64_t)v.size() < n) v.resize((size_t)n);
@@ -232,17 +121,13 @@ void input_planes(const Tensor& x, const MnnConv2dParams& p, const Geometry& g, 
 
 }  // namespace
 
-bool winograd_for_forward(const MnnConv2dParams& p) { return choose(p, Direction::forward); }
-
-bool winograd_for_weight(const MnnConv2dParams& p) { return choose(p, Direction::weight); }
-
 void winograd_forward(const Tensor& x, const float* w, bool flip, const Epilogue& ep, const Tensor& y,
                       const MnnConv2dParams& p) {
-  const Kernels& k = *pick(p, Direction::forward);
-  const Geometry g = geometry(p, k);
+  const Kernels& k = winograd::pick(p, winograd::Direction::forward);
+  const Geometry g = winograd::geometry(p, k);
   const int64_t a2 = (int64_t)k.alpha * k.alpha, OH = p.out_height, OW = p.out_width, ys = g.O * OH * OW;
   const int64_t out_size = g.O * g.out_h() * g.out_w();
-  const BlockPlan bp(g, p.batch, target_tiles(Direction::forward));
+  const BlockPlan bp(g, p.batch, winograd::target_tiles(winograd::Direction::forward));
   const GemmPlan gp = gemm_plan(g.O, bp.lanes, g.C);
   // Transformed weights, packed once per call as the products' A operands.
   thread_local std::vector<float> packed;
@@ -288,13 +173,13 @@ void winograd_forward(const Tensor& x, const float* w, bool flip, const Epilogue
 }
 
 void winograd_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw, const MnnConv2dParams& p) {
-  const Kernels& k = *pick(p, Direction::weight);
-  const Geometry g = geometry(p, k);
+  const Kernels& k = winograd::pick(p, winograd::Direction::weight);
+  const Geometry g = winograd::geometry(p, k);
   const int64_t a2 = (int64_t)k.alpha * k.alpha, Cp = winograd::channel_pad(g.C), Op = winograd::channel_pad(g.O);
   const int64_t us = a2 * g.O * Cp, in_size = g.in_h() * g.in_w() * Cp, out_size = g.out_h() * g.out_w() * Op;
   // Per block: dU_xi (O x Cp) += dM_xi (O x tiles) * V_xi (tiles x Cp), both read in place;
   // one partial sum per thread, added up at the end.
-  const BlockPlan bp(g, p.batch, target_tiles(Direction::weight));
+  const BlockPlan bp(g, p.batch, winograd::target_tiles(winograd::Direction::weight));
   const int64_t T = std::max<int64_t>(1, std::min<int64_t>(num_threads(), bp.blocks));
   thread_local std::vector<float> partial;
   float* part = grow(partial, T * us);

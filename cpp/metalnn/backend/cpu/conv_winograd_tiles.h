@@ -1,6 +1,8 @@
-// The tile transforms of the Winograd convolution, one set per F(m x m, r x r). A block of
-// tiles is processed with tiles as the vector lanes: transformed tiles are stored
-// [position xi][channel][lane], so each of the alpha^2 products reads its operand in place.
+// The tile transforms of the Winograd convolution, one set per F(m x m, r x r), over a
+// block of tiles. Forward and input gradient: tiles are the vector lanes, transformed tiles
+// stored [position xi][channel][tile], so each of the alpha^2 products (summed over
+// channels) reads its operand in place. Weight gradient (summed over tiles): channels are
+// the lanes, stored [xi][tile][channel] (conv_winograd_tiles_cl.cpp).
 #pragma once
 #include <cstdint>
 
