@@ -2,7 +2,7 @@
 step product with the cell as epilogue, hidden units split over a team of threads).
 
 They run for LSTM layers without peephole or sequence lengths. Sizes are chosen so the unit
-chunks (8 units), row tiles and the two-thread team all have tails: the forward is checked
+chunks (8 or 16 units), row tiles and the two-thread team all have tails: the forward is checked
 against the float64 reference, the gradients against the general path (the same layer with every
 sequence at full length, which takes the BLAS-per-step route) and against finite differences
 of the reference at a few points, with one thread and with two.
@@ -33,7 +33,8 @@ def _lstm(sizes, bidirectional=False):
 
 
 # (T, B, sizes, bidirectional, with initial states): B*H >= 2048 makes a team of two; with an
-# odd number of 8-unit chunks the members split the middle chunk's rows (9 rows: 0-3 / 4-8).
+# odd number of unit chunks (H = 229: 29 chunks of 8, or 15 of 16 with AVX-512) the members
+# split the middle chunk's rows (9 rows: 0-3 / 4-8).
 CASES = {
     "team-odd": (4, 9, [11, 229], False, True),
     "tiny": (3, 2, [3, 5], False, False),
@@ -111,7 +112,7 @@ def test_fused_lstm_gradients_match_finite_differences(threads):
 
 def test_fused_lstm_same_with_one_and_two_threads():
     # The team splits units, never a sum: one and two threads give the same bits.
-    T, B, I, H = 6, 13, 9, 245  # 31 chunks: the middle one split by rows
+    T, B, I, H = 6, 13, 9, 229  # an odd number of chunks: the middle one split by rows
     layers = _lstm([I, H])
     w = make_weights(layers, False, seed=25, scale=0.3)
     x = rng(26).standard_normal((T, B, I)).astype(np.float32)

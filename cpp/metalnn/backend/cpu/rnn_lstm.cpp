@@ -12,29 +12,33 @@
 #include <immintrin.h>
 #endif
 
-// Register tiles are R batch rows x 4 vectors of 8 units: per k, 4 weight vectors stay in
-// registers and R inputs are broadcast (8 loads per 16 FMAs with R = 4). Forward, the 4
-// vectors are the gates i, f, g, o of 8 units, so the tile is exactly what the cell of those
-// units needs; backward they are 32 units of dL/dh_prev. Rows stay in the (B, .) layouts the
-// rest of the layer uses, so the cells run on contiguous units.
+// Register tiles are R batch rows x 4 vectors of NU units (16 with AVX-512, else 8): per k,
+// 4 weight vectors stay in registers and R inputs are broadcast (8 loads per 16 FMAs with
+// R = 4). Forward, the 4 vectors are the gates i, f, g, o of one chunk of NU units, so the tile
+// is exactly what the cell of those units needs; backward they are 4 chunks of dL/dh_prev.
+// Rows stay in the (B, .) layouts the rest of the layer uses, so the cells run on contiguous units.
 
 namespace metalnn::cpu {
 namespace {
 
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v8u __attribute__((vector_size(32), aligned(4)));
-constexpr int64_t NU = 8;  // units per vector
+#if defined(__AVX512F__)
+constexpr int64_t NU = 16;  // units per vector
+#else
+constexpr int64_t NU = 8;
+#endif
+typedef float vf __attribute__((vector_size(NU * 4)));
+typedef float vfu __attribute__((vector_size(NU * 4), aligned(4)));
 #if defined(__AVX512F__)
 constexpr int MR = 4;  // 16 accumulators + 4 weight vectors + a broadcast: 32 registers
 #else
 constexpr int MR = 2;  // AVX2's 16 registers
 #endif
 
-inline v8 load8(const float* p) { return *(const v8u*)p; }
-inline void store8(float* p, v8 v) { *(v8u*)p = v; }
+inline vf loadv(const float* p) { return *(const vfu*)p; }
+inline void storev(float* p, vf v) { *(vfu*)p = v; }
 
 // gcc would fold each weight load into every FMA that uses it (R loads instead of one).
-inline void pin(v8& v) {
+inline void pin(vf& v) {
 #if defined(__AVX512F__)
   asm("" : "+v"(v));
 #elif defined(__AVX__)
@@ -44,9 +48,13 @@ inline void pin(v8& v) {
 
 // acc + x * b as one fused multiply-add in every tile shape: left to the compiler, some shapes
 // got a separate multiply and add, and rows would round differently by the tile they fall in.
-inline v8 fma8(float x, v8 b, v8 acc) {
+inline vf fmav(float x, vf b, vf acc) {
 #if defined(__FMA__)
-  return (v8)_mm256_fmadd_ps(_mm256_set1_ps(x), (__m256)b, (__m256)acc);
+#if defined(__AVX512F__)
+  return (vf)_mm512_fmadd_ps(_mm512_set1_ps(x), (__m512)b, (__m512)acc);
+#else
+  return (vf)_mm256_fmadd_ps(_mm256_set1_ps(x), (__m256)b, (__m256)acc);
+#endif
 #else
   return acc + x * b;
 #endif
@@ -61,16 +69,16 @@ int64_t chunks_of(int64_t H) { return (H + NU - 1) / NU; }
 
 // acc[r][v] += sum_k a[r * lda + k] * p[k * 8 * NV + v * 8 .. +8]: rows x NV vectors.
 template <int R, int NV>
-inline void tile(const float* __restrict a, int64_t lda, const float* __restrict p, int64_t K, v8 (&acc)[R][NV]) {
+inline void tile(const float* __restrict a, int64_t lda, const float* __restrict p, int64_t K, vf (&acc)[R][NV]) {
   for (int64_t k = 0; k < K; ++k, p += NV * NU) {
-    v8 b[NV];
+    vf b[NV];
     for (int v = 0; v < NV; ++v) {
-      b[v] = load8(p + v * NU);
+      b[v] = loadv(p + v * NU);
       pin(b[v]);
     }
     for (int r = 0; r < R; ++r) {
       const float x = a[r * lda + k];
-      for (int v = 0; v < NV; ++v) acc[r][v] = fma8(x, b[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = fmav(x, b[v], acc[r][v]);
     }
   }
 }
@@ -85,38 +93,38 @@ void over_row_blocks(int64_t b_begin, int64_t b_end, Fn&& fn) {
 
 // ---- forward ----
 
-// The gate functions of rnn_gates.h on 8 lanes at once (same steps, so the same results up
+// The gate functions of rnn_gates.h on NU lanes at once (same steps, so the same results up
 // to FMA contraction); the cell of a full chunk runs on the accumulators without a loop.
-typedef int32_t v8i __attribute__((vector_size(32)));
+typedef int32_t vi __attribute__((vector_size(NU * 4)));
 
-inline v8 splat(float a) { return v8{} + a; }
+inline vf splat(float a) { return vf{} + a; }
 
-inline v8 exp8(v8 x) {
+inline vf expv(vf x) {
   x = x < splat(-87.f) ? splat(-87.f) : x;  // NaN stays NaN (comparisons are false)
   x = x > splat(88.f) ? splat(88.f) : x;
-  const v8 t = x * 1.44269504089f;
-  const v8i k = __builtin_convertvector(t + (t >= splat(0.f) ? splat(0.5f) : splat(-0.5f)), v8i);
-  const v8 n = __builtin_convertvector(k, v8);
-  const v8 r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  v8 p = splat(1.9875691500e-4f);
+  const vf t = x * 1.44269504089f;
+  const vi k = __builtin_convertvector(t + (t >= splat(0.f) ? splat(0.5f) : splat(-0.5f)), vi);
+  const vf n = __builtin_convertvector(k, vf);
+  const vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  vf p = splat(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  const v8 e = p * r * r + r + 1.0f;
-  return e * (v8)((k + 127) << 23);
+  const vf e = p * r * r + r + 1.0f;
+  return e * (vf)((k + 127) << 23);
 }
 
-inline v8 sigmoid8(v8 x) { return 1.0f / (1.0f + exp8(-x)); }
+inline vf sigmoidv(vf x) { return 1.0f / (1.0f + expv(-x)); }
 
-inline v8 tanh8(v8 x) {
-  const v8i sign = (v8i)x & (int32_t)0x80000000;
-  const v8 e = exp8(-2.0f * (v8)((v8i)x & 0x7fffffff));
-  return (v8)((v8i)((1.0f - e) / (1.0f + e)) | sign);
+inline vf tanhv(vf x) {
+  const vi sign = (vi)x & (int32_t)0x80000000;
+  const vf e = expv(-2.0f * (vf)((vi)x & 0x7fffffff));
+  return (vf)((vi)((1.0f - e) / (1.0f + e)) | sign);
 }
 
-// Chunk c of [W | U]: per k, the gates i, f, g, o of units c*8 .. c*8+7 (zero past H).
+// Chunk c of [W | U]: per k, the gates i, f, g, o of units c*NU .. c*NU+NU-1 (zero past H).
 void pack_forward(const LstmSequence& L, float* P, int64_t c0, int64_t c1) {
   const int64_t I = L.I, H = L.H, K = I + H;
   for (int64_t c = c0; c < c1; ++c) {
@@ -161,40 +169,40 @@ template <int R>
 __attribute__((noinline)) void forward_block(const LstmSequence& L, const Step& st, const float* panel, int64_t b0,
                                              int64_t c) {
   const int64_t I = L.I, H = L.H, G = 4 * H, j0 = c * NU, nv = std::min(NU, H - j0);
-  v8 acc[R][4];
+  vf acc[R][4];
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < 4; ++q) acc[r][q] = v8{};
+    for (int q = 0; q < 4; ++q) acc[r][q] = vf{};
   tile<R, 4>(st.xt + b0 * I, I, panel, I, acc);
   tile<R, 4>(st.hprev + b0 * H, H, panel + I * 4 * NU, st.Kh, acc);
   if (nv == NU) {
-    const v8 bi = load8(L.bias + j0), bf = load8(L.bias + H + j0), bg = load8(L.bias + 2 * H + j0),
-             bo = load8(L.bias + 3 * H + j0);
+    const vf bi = loadv(L.bias + j0), bf = loadv(L.bias + H + j0), bg = loadv(L.bias + 2 * H + j0),
+             bo = loadv(L.bias + 3 * H + j0);
     for (int r = 0; r < R; ++r) {
       const int64_t b = b0 + r;
       float* g = st.gt + b * G + j0;
-      const v8 i = sigmoid8(acc[r][0] + bi), f = sigmoid8(acc[r][1] + bf), gg = tanh8(acc[r][2] + bg),
-               o = sigmoid8(acc[r][3] + bo);
-      const v8 c = f * load8(st.cprev + b * H + j0) + i * gg;
-      const v8 h = o * tanh8(c);
-      store8(g, i);
-      store8(g + H, f);
-      store8(g + 2 * H, gg);
-      store8(g + 3 * H, o);
-      store8(st.cn + b * H + j0, c);
-      store8(st.hn + b * H + j0, h);
-      store8(st.yt + b * st.ldy + j0, h);
+      const vf i = sigmoidv(acc[r][0] + bi), f = sigmoidv(acc[r][1] + bf), gg = tanhv(acc[r][2] + bg),
+               o = sigmoidv(acc[r][3] + bo);
+      const vf c = f * loadv(st.cprev + b * H + j0) + i * gg;
+      const vf h = o * tanhv(c);
+      storev(g, i);
+      storev(g + H, f);
+      storev(g + 2 * H, gg);
+      storev(g + 3 * H, o);
+      storev(st.cn + b * H + j0, c);
+      storev(st.hn + b * H + j0, h);
+      storev(st.yt + b * st.ldy + j0, h);
     }
     return;
   }
-  for (int r = 0; r < R; ++r) {  // the last chunk, fewer than 8 units
+  for (int r = 0; r < R; ++r) {  // the last chunk, fewer than NU units
     const int64_t b = b0 + r;
     float* g = st.gt + b * G + j0;
     for (int q = 0; q < 4; ++q) {
       if (nv == NU) {
-        store8(g + q * H, acc[r][q]);
+        storev(g + q * H, acc[r][q]);
       } else {
         float tmp[NU];
-        store8(tmp, acc[r][q]);
+        storev(tmp, acc[r][q]);
         std::memcpy(g + q * H, tmp, (size_t)nv * sizeof(float));
       }
     }
@@ -205,8 +213,8 @@ __attribute__((noinline)) void forward_block(const LstmSequence& L, const Step& 
 
 // ---- backward ----
 
-// Panels of up to 4 chunks (32 units) of U's columns: per n (row of U), the units side by side.
-// Panel of chunks [c, c + nc) starts at P + c * 8 * G.
+// Panels of up to 4 chunks of U's columns: per n (row of U), the units side by side.
+// Panel of chunks [c, c + nc) starts at P + c * NU * G.
 void pack_backward(const LstmSequence& L, float* P, int64_t c0, int64_t c1) {
   const int64_t H = L.H, G = 4 * H;
   for (int64_t c = c0; c < c1; c += 4) {
@@ -238,20 +246,20 @@ void cell_backward(const float* __restrict g, const float* __restrict dh, const 
   }
 }
 
-// The same on one full chunk of 8 units with vector code. Chunk by chunk, every unit is
+// The same on one full chunk of NU units with vector code. Chunk by chunk, every unit is
 // computed by the same instructions whichever member owns it (a loop over a member's range
 // would put different units in its vector body and its remainder, rounding them differently).
-inline void cell_backward8(const float* g, const float* dh, const float* dyr, float* dc, const float* c0,
+inline void cell_backward_chunk(const float* g, const float* dh, const float* dyr, float* dc, const float* c0,
                            const float* c1, float* d, int64_t H) {
-  const v8 i = load8(g), f = load8(g + H), gg = load8(g + 2 * H), o = load8(g + 3 * H);
-  const v8 dht = load8(dh) + load8(dyr);
-  const v8 tc = tanh8(load8(c1));
-  const v8 dct = load8(dc) + dht * o * (1.f - tc * tc);
-  store8(d, dct * gg * i * (1.f - i));
-  store8(d + H, dct * load8(c0) * f * (1.f - f));
-  store8(d + 2 * H, dct * i * (1.f - gg * gg));
-  store8(d + 3 * H, dht * tc * o * (1.f - o));
-  store8(dc, dct * f);
+  const vf i = loadv(g), f = loadv(g + H), gg = loadv(g + 2 * H), o = loadv(g + 3 * H);
+  const vf dht = loadv(dh) + loadv(dyr);
+  const vf tc = tanhv(loadv(c1));
+  const vf dct = loadv(dc) + dht * o * (1.f - tc * tc);
+  storev(d, dct * gg * i * (1.f - i));
+  storev(d + H, dct * loadv(c0) * f * (1.f - f));
+  storev(d + 2 * H, dct * i * (1.f - gg * gg));
+  storev(d + 3 * H, dht * tc * o * (1.f - o));
+  storev(dc, dct * f);
 }
 
 // dh rows [b0, b0 + R), units of chunks [c, c + NV): the step's gate gradients times U's panel.
@@ -259,19 +267,19 @@ inline void cell_backward8(const float* g, const float* dh, const float* dyr, fl
 template <int R, int NV>
 __attribute__((noinline)) void backward_block(const float* dgt, int64_t G, const float* panel, float* dh, int64_t H,
                                               int64_t b0, int64_t c) {
-  v8 acc[R][NV];
+  vf acc[R][NV];
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = v8{};
+    for (int v = 0; v < NV; ++v) acc[r][v] = vf{};
   tile<R, NV>(dgt + b0 * G, G, panel, G, acc);
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) {
       const int64_t j0 = (c + v) * NU, nv = std::min(NU, H - j0);
       float* dst = dh + (b0 + r) * H + j0;
       if (nv == NU) {
-        store8(dst, acc[r][v]);
+        storev(dst, acc[r][v]);
       } else {
         float tmp[NU];
-        store8(tmp, acc[r][v]);
+        storev(tmp, acc[r][v]);
         std::memcpy(dst, tmp, (size_t)nv * sizeof(float));
       }
     }
@@ -296,8 +304,8 @@ int team_size(int64_t B, int64_t H) { return std::min(num_threads(), B * H >= 20
 
 // A member's share of the (chunk, row) tiles, in chunk-major order: whole chunks [cf0, cf1)
 // and up to two pieces (rows [b0, b1) of one chunk) where its share starts or ends inside a
-// chunk. Splitting rows of the boundary chunk keeps the members' work equal (25 chunks of 8
-// units for H = 200 would otherwise split 12 / 13). A cell and the product that feeds it
+// chunk. Splitting rows of the boundary chunk keeps the members' work equal (13 chunks of 16
+// units for H = 200 would otherwise split 6 / 7). A cell and the product that feeds it
 // always have the same owner, so members only meet at the barriers.
 struct Piece {
   int64_t c, b0, b1;
@@ -383,7 +391,7 @@ void lstm_backward_fused(const LstmSequence& L, const float* dy, int64_t ldy, fl
             const int64_t v0 = c * NU, nv = std::min(NU, H - v0);
             const float* dyr = dy ? dy + (t * B + b) * ldy + v0 : zero_row;
             if (nv == NU)
-              cell_backward8(gt + b * G + v0, dh + b * H + v0, dyr, dc + b * H + v0, cprev + b * H + v0,
+              cell_backward_chunk(gt + b * G + v0, dh + b * H + v0, dyr, dc + b * H + v0, cprev + b * H + v0,
                              cnext + b * H + v0, dgt + b * G + v0, H);
             else
               cell_backward(gt + b * G + v0, dh + b * H + v0, dyr, dc + b * H + v0, cprev + b * H + v0,
