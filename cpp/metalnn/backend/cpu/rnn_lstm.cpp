@@ -12,6 +12,12 @@
 #include <immintrin.h>
 #endif
 
+// Without -march=native the 32-byte vectors are two SSE registers; every function passing them
+// is internal to this file, so the ABI note gcc gives for that does not apply.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__AVX__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 // Register tiles are R batch rows x 4 vectors of NU units (16 with AVX-512, else 8): per k,
 // 4 weight vectors stay in registers and R inputs are broadcast (8 loads per 16 FMAs with
 // R = 4). Forward, the 4 vectors are the gates i, f, g, o of one chunk of NU units, so the tile
@@ -43,6 +49,8 @@ inline void pin(vf& v) {
   asm("" : "+v"(v));
 #elif defined(__AVX__)
   asm("" : "+x"(v));
+#else
+  (void)v;
 #endif
 }
 
