@@ -19,6 +19,7 @@ constexpr int VW = 8;
 constexpr int VW = 4;
 #endif
 typedef float vf __attribute__((vector_size(VW * sizeof(float))));
+typedef float vf8 __attribute__((vector_size(8 * sizeof(float))));  // one AVX register
 
 inline vf load(const float* p) {
   vf v;
@@ -53,15 +54,15 @@ struct AM {
 // even and one odd sum: about half the multiplies.
 enum Pairs { kRows, kCols };
 
-template <int ROWS, int COLS, Pairs P, typename Mat>
-inline void apply(Mat mat, const vf* in, vf* out) {
+template <int ROWS, int COLS, Pairs P, typename Mat, typename Vec>
+inline void apply(Mat mat, const Vec* in, Vec* out) {
   constexpr int N = P == kRows ? ROWS : COLS;  // the points' axis
   auto first_of_pair = [](int i) { return i % 2 == 1 && i + 1 < N - 1; };
   if constexpr (P == kRows) {
 #pragma GCC unroll 8
     for (int i = 0; i < ROWS; ++i) {
       if (i % 2 == 0 && i > 0 && i < N - 1) continue;  // second of a pair: done with the first
-      vf even = vf{}, odd = vf{};
+      Vec even = Vec{}, odd = Vec{};
 #pragma GCC unroll 8
       for (int k = 0; k < COLS; ++k)
         if (mat(i, k) != 0.f) (k % 2 ? odd : even) += mat(i, k) * in[k];
@@ -69,13 +70,13 @@ inline void apply(Mat mat, const vf* in, vf* out) {
       if (first_of_pair(i)) out[i + 1] = even - odd;
     }
   } else {
-    vf sum[COLS], diff[COLS];
+    Vec sum[COLS], diff[COLS];
 #pragma GCC unroll 8
     for (int k = 1; k < COLS; k += 2)
       if (first_of_pair(k)) sum[k] = in[k] + in[k + 1], diff[k] = in[k] - in[k + 1];
 #pragma GCC unroll 8
     for (int r = 0; r < ROWS; ++r) {
-      vf s = vf{};
+      Vec s = Vec{};
 #pragma GCC unroll 8
       for (int k = 0; k < COLS; ++k) {
         if (mat(r, k) == 0.f) continue;

@@ -14,34 +14,6 @@ static_assert(construction_error<4, 5>() < 1e-12 && construction_error<2, 5>() <
 static_assert(construction_error<6, 3>() < 1e-12 && construction_error<4, 3>() < 1e-12 &&
               construction_error<2, 3>() < 1e-12);
 
-// stage[(k * A + kk) * S + t] = src_t[k * W + kk] for the tiles t in [t0, t1), src_t = base[t] + offset.
-template <int A>
-inline void gather_windows(const float* const* base, int64_t offset, int64_t W, int64_t S, int64_t t0, int64_t t1,
-                           float* stage) {
-  int64_t t = t0;
-#if defined(__AVX__)
-  // Eight tiles at a time: one 8-float load per tile and row, transposed in registers.
-  for (; t + 8 <= t1; t += 8) {
-#pragma GCC unroll 8
-    for (int k = 0; k < A; ++k) {
-      __m256 r[8];
-#pragma GCC unroll 8
-      for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(base[t + j] + offset + k * W);
-      transpose8(r);
-#pragma GCC unroll 8
-      for (int kk = 0; kk < A; ++kk) _mm256_storeu_ps(stage + (k * A + kk) * S + t, r[kk]);
-    }
-  }
-#endif
-  for (; t < t1; ++t) {
-    const float* src = base[t] + offset;
-#pragma GCC unroll 8
-    for (int k = 0; k < A; ++k)
-#pragma GCC unroll 8
-      for (int kk = 0; kk < A; ++kk) stage[(k * A + kk) * S + t] = src[k * W + kk];
-  }
-}
-
 // With the filters as lanes (n of them, stored gT[q * ld + lane], q = kh * R + kw):
 // U[xi * stride + lane] = (G g G^T)[xi].
 template <int M, int R>
@@ -83,8 +55,9 @@ void weights(const float* w, int64_t O, int64_t C, bool flip, int mr, int64_t st
   filter_lanes<M, R>(gT.data(), ld, ld, stride, U);
 }
 
-// Per channel: gather the block's alpha x alpha input windows into stage[(k * A + kk) * lanes + t],
-// then V = B^T d B with the tiles as lanes.
+// V = B^T d B with the tiles as lanes. Per channel and 8 tiles: each window row is loaded,
+// transposed in registers and transformed along the row (d B) right away, staged as
+// stage[(k * A + j) * S + t]; then B^T (.) down the rows, VW tiles at a time.
 template <int M, int R>
 void input(const Geometry& g, const TileBlock& b, const float* const* images, float* V, float* stage) {
   using T = F<M, R>;
@@ -92,29 +65,57 @@ void input(const Geometry& g, const TileBlock& b, const float* const* images, fl
   const int64_t L = b.lanes, S = b.stage_stride(), X = b.xi_stride(g.C), nt = b.count();
   const int64_t W = g.in_w(), plane = g.in_h() * W;
   const TilePos* pos = tile_positions(g, b, M);
-  for (int64_t e = 0; e < A * A; ++e) std::fill(stage + e * S + nt, stage + e * S + L, 0.f);
+  // Tiles past the block repeat its last one up to a multiple of 8 (their lanes are never
+  // read back); lanes from there on stay zero.
+  const int64_t n8 = (nt + 7) / 8 * 8;
+  for (int64_t e = 0; e < A * A; ++e) std::fill(stage + e * S + std::min(n8, L), stage + e * S + L, 0.f);
   thread_local std::vector<const float*> base;
-  base.resize((size_t)nt);
-  for (int64_t t = 0; t < nt; ++t) base[(size_t)t] = images[pos[t].image] + pos[t].oy * W + pos[t].ox;
+  base.resize((size_t)n8);
+  for (int64_t t = 0; t < n8; ++t) {
+    const TilePos& p = pos[std::min(t, nt - 1)];
+    base[(size_t)t] = images[p.image] + p.oy * W + p.ox;
+  }
   for (int64_t c = 0; c < g.C; ++c) {
-    gather_windows<A>(base.data(), c * plane, W, S, 0, nt, stage);
-    for (int64_t l = 0; l < L; l += VW) {
-      vf tmp[A][A];  // tmp[i][kk] = sum_k BT[i][k] d[k][kk]
+#if defined(__AVX__)
+    for (int64_t t = 0; t < n8; t += 8) {
 #pragma GCC unroll 8
-      for (int kk = 0; kk < A; ++kk) {
+      for (int k = 0; k < A; ++k) {
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(base[(size_t)(t + j)] + c * plane + k * W);
+        transpose8(r);
+        vf8 d[A], row[A];
+#pragma GCC unroll 8
+        for (int kk = 0; kk < A; ++kk) std::memcpy(&d[kk], &r[kk], sizeof(vf8));
+        apply<A, A, kRows>(BT<M, R>{}, d, row);
+#pragma GCC unroll 8
+        for (int j = 0; j < A; ++j) std::memcpy(stage + (k * A + j) * S + t, &row[j], sizeof(vf8));
+      }
+    }
+#else
+    for (int64_t t = 0; t < n8; ++t) {
+      const float* src = base[(size_t)t] + c * plane;
+      for (int k = 0; k < A; ++k) {
+        float d[A], row[A];
+        for (int kk = 0; kk < A; ++kk) d[kk] = src[k * W + kk];
+        for (int j = 0; j < A; ++j) {
+          float sum = 0.f;
+          for (int kk = 0; kk < A; ++kk) sum += BT<M, R>{}(j, kk) * d[kk];
+          row[j] = sum;
+        }
+        for (int j = 0; j < A; ++j) stage[(k * A + j) * S + t] = row[j];
+      }
+    }
+#endif
+    for (int64_t l = 0; l < L; l += VW) {
+#pragma GCC unroll 8
+      for (int j = 0; j < A; ++j) {
         vf d[A], col[A];
 #pragma GCC unroll 8
-        for (int k = 0; k < A; ++k) d[k] = load(stage + (k * A + kk) * S + l);
+        for (int k = 0; k < A; ++k) d[k] = load(stage + (k * A + j) * S + l);
         apply<A, A, kRows>(BT<M, R>{}, d, col);
 #pragma GCC unroll 8
-        for (int i = 0; i < A; ++i) tmp[i][kk] = col[i];
-      }
-#pragma GCC unroll 8
-      for (int i = 0; i < A; ++i) {
-        vf row[A];
-        apply<A, A, kRows>(BT<M, R>{}, tmp[i], row);
-#pragma GCC unroll 8
-        for (int j = 0; j < A; ++j) store(V + (i * A + j) * X + c * L + l, row[j]);
+        for (int i = 0; i < A; ++i) store(V + (i * A + j) * X + c * L + l, col[i]);
       }
     }
   }
