@@ -77,7 +77,7 @@ class Pool {
   void run(int chunks, const std::function<void(int)>& job, bool team) {
     std::lock_guard<std::mutex> run_lock(run_mutex_);  // one parallel region at a time
     job_ = &job;
-    team_ = team;
+    team_.store(team, std::memory_order_relaxed);
     error_ = nullptr;
     pending_.store(chunks, std::memory_order_relaxed);
     {
@@ -115,7 +115,7 @@ class Pool {
         std::lock_guard<std::mutex> lock(mutex_);
         if (caller_sleeping_) done_cv_.notify_all();
       }
-      if (team_) break;
+      if (team_.load(std::memory_order_relaxed)) break;
     }
     t_in_parallel = false;
   }
@@ -150,7 +150,7 @@ class Pool {
   std::condition_variable cv_, done_cv_;
   std::vector<std::thread> workers_;
   const std::function<void(int)>* job_ = nullptr;
-  bool team_ = false;
+  std::atomic<bool> team_{false};  // read by a worker that may still be leaving the previous job
   std::atomic<uint64_t> ticket_{0};
   std::atomic<int> pending_{0};
   uint32_t generation_ = 0;
