@@ -13,13 +13,10 @@ batches double-buffered from host arrays (the copy of every batch included), end
 last step has finished on every rank; ``--reps`` such windows, the best reported.
 
 ``--attribute`` adds the runs that split the N-process gap: the 1-process job with CUDA graphs
-off (METALNN_CUDA_GRAPHS=0), the N-process job with its distributed program kept eager
-(METALNN_DISTRIBUTED_CUDA_GRAPHS=0), and the N-process job with no all-reduce at all
-(METALNN_DISTRIBUTED_SKIP_ALLREDUCE=1: N processes on N GPUs, communication cost removed), and
-the captured N-process job with NCCL_GRAPH_MIXING_SUPPORT=0 (NCCL's bookkeeping for captured
-and uncaptured operations outstanding together, which these programs never have, left out) and
-with METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=1 (NCCL's in-place average all-reduce instead of the
-all-gather + sum that programs which may be captured use).
+off (METALNN_CUDA_GRAPHS=0), the N-process job captured as a CUDA graph (experimental,
+METALNN_DISTRIBUTED_CUDA_GRAPHS=1; the default runs distributed programs eagerly), and the
+N-process job with no all-reduce at all (METALNN_DISTRIBUTED_SKIP_ALLREDUCE=1: N processes on N
+GPUs, communication cost removed).
 ``--buckets MB:FIRST_MB,...`` adds N-process runs with other bucket sizes.
 """
 
@@ -133,11 +130,8 @@ def variants(args) -> list[tuple[str, int, dict, list[str]]]:
     out = [("1 process", 1, {}, []), (f"{n} processes", n, {}, [])]
     if args.attribute:
         out += [("1 process, CUDA graphs off", 1, {"METALNN_CUDA_GRAPHS": "0"}, []),
-                (f"{n} processes, distributed program eager", n, {"METALNN_DISTRIBUTED_CUDA_GRAPHS": "0"}, []),
-                (f"{n} processes, no all-reduce", n, {"METALNN_DISTRIBUTED_SKIP_ALLREDUCE": "1"}, []),
-                (f"{n} processes, NCCL_GRAPH_MIXING_SUPPORT=0", n, {"NCCL_GRAPH_MIXING_SUPPORT": "0"}, []),
-                (f"{n} processes, NCCL all-reduce inside the graph", n,
-                 {"METALNN_DISTRIBUTED_GRAPH_ALLREDUCE": "1"}, [])]
+                (f"{n} processes, captured (experimental)", n, {"METALNN_DISTRIBUTED_CUDA_GRAPHS": "1"}, []),
+                (f"{n} processes, no all-reduce", n, {"METALNN_DISTRIBUTED_SKIP_ALLREDUCE": "1"}, [])]
     for spec in filter(None, args.buckets.split(",")):
         mb, _, first = spec.partition(":")
         out.append((f"{n} processes, buckets {mb} MB (first {first or mb})", n, {},

@@ -173,6 +173,10 @@ void choose_algorithm(const char* op, Dir dir, int math, Plan& pl, bool timed) {
           (math == kFmaMath && perf[i].math_type != kFmaMath && perf[i].math_type != kDefaultMath))
         continue;
       if (perf[i].memory > ((size_t)1 << 31) || (pass == 0 && perf[i].determinism != kDeterministic)) continue;
+      // cudnnFind/Get report the math type each algorithm ran with; a tensor-op plan must run
+      // with that type (an algorithm timed with default math fails with BAD_PARAM under
+      // TENSOR_OP). Float32 plans keep FMA math: no tf32 slips in.
+      if (math == kTensorOpMath && l.set_math(pl.conv, perf[i].math_type) != 0) continue;
       pl.algo = perf[i].algo;
       pl.workspace = perf[i].memory;
       pl.usable = true;
