@@ -33,14 +33,17 @@ int default_threads() {
 }
 
 // How long an idle worker (or a waiting caller) spins before it sleeps: back-to-back
-// parallel regions (one per layer at batch 1) then skip the futex wake-up.
-std::chrono::microseconds spin_window() {
-  static const std::chrono::microseconds us{[] {
-    const char* env = std::getenv("METALNN_SPIN_US");
-    return env ? std::max(0, std::atoi(env)) : 100;
-  }()};
-  return us;
+// parallel regions (one per layer at batch 1) then skip the futex wake-up. More threads than
+// cores never spin: a spinning worker would take the core of one with work.
+std::atomic<int> g_spin_us{0};
+
+void set_spin_window(int threads) {
+  const char* env = std::getenv("METALNN_SPIN_US");
+  const int us = env ? std::max(0, std::atoi(env)) : 100;
+  g_spin_us.store(threads > (int)std::max(1u, std::thread::hardware_concurrency()) ? 0 : us);
 }
+
+std::chrono::microseconds spin_window() { return std::chrono::microseconds(g_spin_us.load(std::memory_order_relaxed)); }
 
 // Spins until pred() or the spin window has passed; true when pred() held.
 template <class Pred>
@@ -70,6 +73,7 @@ class Pool {
     // A worker starts from the current generation: one read inside the thread could
     // already see the next job's and then wait past it.
     const uint32_t seen = current_generation();
+    set_spin_window(n);
     for (int i = 1; i < n; ++i) workers_.emplace_back([this, seen] { work(seen); });
   }
 
