@@ -83,7 +83,7 @@ class Executor {
   // Used on the stream's worker thread only.
   std::shared_ptr<cuda::GraphRunner> graphs_;  // shared: complete type not needed here
   bool capture_ = false;
-  bool rerecord_ = false;  // the program's host code depends on the batch
+  [[maybe_unused]] bool rerecord_ = false;  // the program's host code depends on the batch
   [[maybe_unused]] int64_t batches_run_ = 0;  // read only in CUDA builds
   std::string fallback_reason_;
   // graph_mode() for other threads: 0 eager, 1 probe, 2 replay, 3 rerecord, 4 off.
