@@ -1,6 +1,8 @@
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(__file__))
 # The suite checks the CPU backend (the reference) unless a test names a device; graphs
 # and tensors would otherwise default to the best device present (CUDA on a GPU machine).
@@ -13,3 +15,12 @@ def pytest_terminal_summary(terminalreporter):
     if support is not None and support.CASES:
         for line in support.summary():
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="module")
+def torch():
+    """PyTorch with a CUDA device (tests comparing against it or sharing its memory), else skip."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch has no CUDA")
+    return torch

@@ -25,6 +25,34 @@ STEPS = 4
 CAPTURED_STEPS = 6  # probe, capture, 4 replays
 
 
+def launch(cmd: list, out, timeout: float, env_extra: dict | None = None, drop: tuple = ()) -> None:
+    """Runs `cmd` (mpirun / torchrun over this worker) and fails with every rank's error file
+    when it does. The workers import the metalnn the caller imported (installed, or the source
+    tree + a build dir); launcher variables of an enclosing job are dropped."""
+    import subprocess
+
+    env = dict(os.environ, **(env_extra or {}))
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(mnn.__file__))] + sys.path)
+    for k in [k for k in env if k.startswith(("OMPI_COMM_WORLD", "PMIX_")) or k in ("RANK", "WORLD_SIZE") + drop]:
+        del env[k]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    errors = "".join(open(os.path.join(out, f)).read() for f in sorted(os.listdir(out)) if f.startswith("error."))
+    assert r.returncode == 0, f"{errors}\n{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+
+
+def load(out, scenario: str, rank: int) -> tuple[dict, dict]:
+    """What one rank wrote for a scenario: (arrays, info)."""
+    with np.load(os.path.join(out, f"{scenario}.rank{rank}.npz")) as z:
+        arrays = {k: z[k] for k in z.files}
+    with open(os.path.join(out, f"{scenario}.rank{rank}.json")) as f:
+        return arrays, json.load(f)
+
+
+def weights(arrays: dict) -> dict:
+    """The trained parameters among a rank's arrays (stored under "w/")."""
+    return {k[2:]: v for k, v in arrays.items() if k.startswith("w/")}
+
+
 def data(global_batch: int, step: int, channels: int = 1, size: int = 28, classes: int = 10):
     r = np.random.default_rng(1000 + step)
     x = r.standard_normal((global_batch, channels, size, size)).astype(np.float32)

@@ -4,7 +4,6 @@ Skipped without two GPUs and a CUDA build."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -32,29 +31,16 @@ pytestmark = pytest.mark.skipif(_gpus() < 2 or not mnn._core.distributed.nccl_bu
 
 
 def _launch(scenarios: str, out) -> None:
-    env = dict(os.environ, NCCL_NVLS_ENABLE="0")  # never NVLink multicast on shared machines
-    # The workers import the metalnn this test imported (installed, or the source tree + a build dir).
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(mnn.__file__))] + sys.path)
-    env.pop("CUDA_VISIBLE_DEVICES", None)
     if shutil.which("torchrun"):
         cmd = ["torchrun", "--standalone", "--nproc_per_node=2"]
     else:
         cmd = ["mpirun", "--allow-run-as-root", "-n", "2", sys.executable]
     cmd += [os.path.join(HERE, "distributed_worker.py"), scenarios, str(out), "--device", "cuda"]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    errors = "".join(open(os.path.join(out, f)).read() for f in sorted(os.listdir(out)) if f.startswith("error."))
-    assert r.returncode == 0, f"{errors}\n{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    # Never NVLink multicast on shared machines; each rank picks its own GPU.
+    worker.launch(cmd, out, 300, {"NCCL_NVLS_ENABLE": "0"}, drop=("CUDA_VISIBLE_DEVICES",))
 
 
-def _load(out, scenario, rank):
-    with np.load(os.path.join(out, f"{scenario}.rank{rank}.npz")) as z:
-        arrays = {k: z[k] for k in z.files}
-    with open(os.path.join(out, f"{scenario}.rank{rank}.json")) as f:
-        return arrays, json.load(f)
-
-
-def _weights(arrays):
-    return {k[2:]: v for k, v in arrays.items() if k.startswith("w/")}
+_load, _weights = worker.load, worker.weights
 
 
 def _single_gpu(loss, steps, global_batch):

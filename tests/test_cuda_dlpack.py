@@ -11,14 +11,6 @@ HAS_CUDA = any(d.type == "cuda" for d in mnn.available_devices())
 pytestmark = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device in this build/machine")
 
 
-@pytest.fixture(scope="module")
-def torch():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("PyTorch has no CUDA")
-    return torch
-
-
 def test_torch_cuda_to_metalnn_and_back_share_memory(torch):
     a = torch.arange(-6, 6, dtype=torch.float32, device="cuda").reshape(3, 4)
     t = mnn.from_dlpack(a)

@@ -37,14 +37,6 @@ def _close(got, ref, tol):
                                equal_nan=True)
 
 
-@pytest.fixture(scope="module")
-def torch():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("PyTorch has no CUDA")
-    return torch
-
-
 def _unaligned(torch, a):
     """A metalnn CUDA tensor holding `a` one element past a 16-byte boundary (a PyTorch view)."""
     buf = torch.from_numpy(np.concatenate([np.zeros(1, a.dtype), a.ravel()])).cuda()

@@ -4,11 +4,9 @@ input without MPI."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 
@@ -182,21 +180,10 @@ needs_mpi = pytest.mark.skipif(_MPI_MISSING and os.environ.get("CI") != "true",
 def _mpirun(scenarios: str, out, n: int = 2, timeout: float = 240) -> None:
     cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-n", str(n),
            sys.executable, os.path.join(HERE, "distributed_worker.py"), scenarios, str(out)]
-    env = dict(os.environ)
-    # The workers import the metalnn this test imported (installed, or the source tree + a build dir).
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(mnn.__file__))] + sys.path)
-    for k in [k for k in env if k.startswith(("OMPI_COMM_WORLD", "PMIX_")) or k in ("RANK", "WORLD_SIZE")]:
-        del env[k]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    errors = "".join(open(os.path.join(out, f)).read() for f in sorted(os.listdir(out)) if f.startswith("error."))
-    assert r.returncode == 0, f"{errors}\nmpirun failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    worker.launch(cmd, out, timeout)
 
 
-def _load(out, scenario, rank):
-    with np.load(os.path.join(out, f"{scenario}.rank{rank}.npz")) as z:
-        arrays = {k: z[k] for k in z.files}
-    with open(os.path.join(out, f"{scenario}.rank{rank}.json")) as f:
-        return arrays, json.load(f)
+_load, _weights = worker.load, worker.weights
 
 
 def _single(loss, steps, global_batch):
@@ -205,10 +192,6 @@ def _single(loss, steps, global_batch):
     for step in range(steps):
         g.run(*worker.data(global_batch, step))
     return {k: np.array(v) for k, v in g.parameters().items()}
-
-
-def _weights(arrays):
-    return {k[2:]: v for k, v in arrays.items() if k.startswith("w/")}
 
 
 @pytest.fixture(scope="module")

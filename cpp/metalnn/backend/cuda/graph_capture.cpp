@@ -73,6 +73,19 @@ void abandon_capture(cudaStream_t s) {
   release_deferred_frees();
 }
 
+// Ends the capture on `s` and returns its graph; when capture failed, nothing of it is kept,
+// `undo` puts back what recording changed, and a RuntimeError names the CUDA error.
+cudaGraph_t end_capture(cudaStream_t s, const char* op, const std::function<void()>& undo) {
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(s, &graph);
+  if (e == cudaSuccess && graph) return graph;
+  if (graph) cudaGraphDestroy(graph);
+  cudaGetLastError();
+  release_deferred_frees();
+  undo();
+  fail(ErrorKind::Runtime, op, "CUDA graph capture failed: ", cudaGetErrorName(e));
+}
+
 }  // namespace
 
 DeviceCount record_counter(const HostCounter& c, int64_t used, int64_t advance) {
@@ -228,15 +241,10 @@ void GraphRunner::capture(const std::function<void()>& body, std::vector<Tensor>
       fixed_inputs_.clear();
       throw;
     }
-    cudaError_t e = cudaStreamEndCapture(s, &graph);
-    if (e != cudaSuccess || !graph) {
-      if (graph) cudaGraphDestroy(graph);
-      cudaGetLastError();
-      release_deferred_frees();
+    graph = end_capture(s, op, [&] {
       for (const auto& u : rec.uses) u.counter->store(u.base);
       fixed_inputs_.clear();
-      fail(ErrorKind::Runtime, op, "CUDA graph capture failed: ", cudaGetErrorName(e));
-    }
+    });
   }
   cudaGraphExec_t exec = nullptr;
   cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
@@ -315,13 +323,7 @@ void GraphRunner::rerecord(const std::function<void()>& body, const Ranges& inpu
     abandon_capture(s);
     throw;
   }
-  cudaError_t e = cudaStreamEndCapture(s, &graph);
-  if (e != cudaSuccess || !graph) {
-    if (graph) cudaGraphDestroy(graph);
-    cudaGetLastError();
-    release_deferred_frees();
-    fail(ErrorKind::Runtime, op, "CUDA graph capture failed: ", cudaGetErrorName(e));
-  }
+  graph = end_capture(s, op, [] {});
   auto exec = static_cast<cudaGraphExec_t>(exec_);
   if (exec) {
     cudaGraphExecUpdateResultInfo info;
@@ -333,7 +335,7 @@ void GraphRunner::rerecord(const std::function<void()>& body, const Ranges& inpu
     }
   }
   if (!exec) {
-    e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
     if (e != cudaSuccess) {
       cudaGraphDestroy(graph);
       exec_ = nullptr;
