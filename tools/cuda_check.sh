@@ -55,22 +55,9 @@ if want tests; then
 fi
 
 # 3. compute-sanitizer on digit-network training steps (first eager, then captured graphs).
-cat > /tmp/sanitize_step.py <<'PYEOF'
-import numpy as np
-import metalnn as mnn
-from metalnn.examples.digit_graph import digit_network
-rng = np.random.default_rng(0)
-net = digit_network(mnn.Adam(learning_rate=1e-3))
-g = net.training_graph(device="cuda")
-x = rng.random((16, 1, 28, 28)).astype(np.float32)
-y = rng.integers(0, 10, 16).astype(np.int32)
-losses = [float(np.asarray(g.run(x, labels=y).loss)) for _ in range(3)]
-print("losses", losses)
-assert all(np.isfinite(losses))
-PYEOF
 for tool in memcheck racecheck; do
   want $tool || continue
-  timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 "$PY" /tmp/sanitize_step.py > "$OUT/sanitizer_$tool.log" 2>&1
+  timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 "$PY" tools/sanitize_step.py > "$OUT/sanitizer_$tool.log" 2>&1
   log "compute-sanitizer $tool: rc $? ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1))"
 done
 

@@ -31,17 +31,6 @@ for r in 1 2; do
     rc=$?; s "bench $v run $r rc $rc"; (( rc )) && tail -8 /tmp/bench_${v}_$r.log | tee -a "$OUT/summary.txt"; grep -E "^\| (train|infer)" "$OUT/bench_${v}_$r.md" | sed "s/^/$v$r /"
   done
 done
-cat > /tmp/san.py <<'PYEOF'
-import numpy as np
-import metalnn as mnn
-from metalnn.examples.digit_graph import digit_network
-rng = np.random.default_rng(0)
-g = digit_network(mnn.Adam(learning_rate=1e-3), width=0.25).training_graph(device="cuda")
-x = rng.random((16, 1, 28, 28)).astype(np.float32)
-y = rng.integers(0, 10, 16).astype(np.int64)
-hs = [g.encode_batch(x, labels=y) for _ in range(4)]
-print("losses", [h.loss for h in hs], "mode", g._current.graph_mode, g._current.graph_launches)
-PYEOF
-timeout $(cap 120) compute-sanitizer --tool racecheck --error-exitcode 9 "$PY" /tmp/san.py > "$OUT/racecheck.log" 2>&1
+timeout $(cap 120) compute-sanitizer --tool racecheck --error-exitcode 9 "$PY" tools/sanitize_step.py --width 0.25 --steps 4 > "$OUT/racecheck.log" 2>&1
 s "racecheck rc $? ($(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/racecheck.log" | tail -1)) $(grep losses "$OUT/racecheck.log")"
 s "total $(( $(date +%s) - t0 )) s"

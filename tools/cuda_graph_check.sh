@@ -27,18 +27,7 @@ timeout $(cap 90) "$PY" -m pytest -q -p no:cacheprovider -x $(ls tests/test_cuda
   > "$OUT/test_cuda.log" 2>&1
 s "other cuda tests: $(tail -1 "$OUT/test_cuda.log")"
 grep -E "^(FAILED|ERROR)" "$OUT/test_cuda.log" | head -10
-cat > /tmp/sanitize_step.py <<'PYEOF'
-import numpy as np
-import metalnn as mnn
-from metalnn.examples.digit_graph import digit_network
-rng = np.random.default_rng(0)
-g = digit_network(mnn.Adam(learning_rate=1e-3), width=0.5).training_graph(device="cuda")
-x = rng.random((16, 1, 28, 28)).astype(np.float32)
-y = rng.integers(0, 10, 16).astype(np.int64)
-losses = [g.encode_batch(x, labels=y) for _ in range(5)]
-print("losses", [h.loss for h in losses], "mode", g._current.graph_mode, g._current.graph_launches)
-PYEOF
-timeout $(cap 60) compute-sanitizer --tool memcheck --error-exitcode 9 "$PY" /tmp/sanitize_step.py > "$OUT/memcheck.log" 2>&1
+timeout $(cap 60) compute-sanitizer --tool memcheck --error-exitcode 9 "$PY" tools/sanitize_step.py --width 0.5 --steps 5 > "$OUT/memcheck.log" 2>&1
 s "memcheck rc $? ($(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)) $(grep losses "$OUT/memcheck.log")"
 left=$(( ${BUDGET:-340} - ($(date +%s) - t0) ))
 if (( left > 40 )); then
