@@ -174,6 +174,34 @@ def test_gradients_match_finite_differences(cell, case):
         assert np.all(dx[2:, 1] == 0) and np.all(dx[4:, 2] == 0)
 
 
+@pytest.mark.parametrize("cell", [c for c in CELLS if c[1] == "tanh"], ids=[i for c, i in zip(CELLS, IDS) if c[1] == "tanh"])
+@pytest.mark.parametrize("h0_kind", ["none", "zeros", "one-nonzero-row"])
+def test_weight_gradients_with_zero_initial_state(cell, h0_kind):
+    # A zero initial state lets the recurrent weight products skip the first step's rows (the
+    # last ones backward); a single nonzero entry must keep them. Stacked, bidirectional, T = 4.
+    r = rng(21)
+    sizes = [5, 4, 3]
+    layers = _layers(cell, sizes, True)
+    T, B = 4, 3
+    w = make_weights(layers, True, seed=22, scale=0.6)
+    x = r.standard_normal((T, B, sizes[0])).astype(np.float32)
+    h0 = c0 = None
+    if h0_kind != "none":
+        h0 = [np.zeros((B, s[2]), np.float32) for s in layers for _ in range(2)]
+        if h0_kind == "one-nonzero-row":
+            for h in h0:
+                h[1, 0] = 0.7
+    dy = r.standard_normal((T, B, sizes[-1] * 2)).astype(np.float32)
+    gh, gc = _states(r, layers, 2, B, scale=1.0)
+    _, dw, _, _ = _loss_grads(layers, True, x, w, h0, c0, None, dy, gh, gc)
+    nw = len(w)
+
+    def loss(arrs):
+        return _ref_loss(layers, True, x, arrs, h0, c0, None, dy, gh, gc)
+
+    _fd_check(loss, list(w), list(dw), [f"w{k}" for k in range(nw)], r, max_points=24)
+
+
 def test_gradients_against_kernel_forward():
     # The kernel's own float32 forward, differentiated numerically, agrees with its backward.
     r = rng(7)

@@ -49,32 +49,6 @@ struct Layer {
 
 // Row kernels take every array as a restrict parameter: gcc honours restrict on parameters
 // (not on locals), which lets these loops vectorise without run-time alias checks.
-template <bool Peep>
-void lstm_row_forward(float* __restrict gi, float* __restrict gf, float* __restrict gc, float* __restrict go,
-                      const float* __restrict bias, const float* __restrict pw, const float* __restrict c0,
-                      float* __restrict cr, float* __restrict hr, float* __restrict yr, int64_t H) {
-  for (int64_t j = 0; j < H; ++j) {
-    float ai = gi[j] + bias[j], af = gf[j] + bias[H + j];
-    if (Peep) {
-      ai += pw[j] * c0[j];
-      af += pw[H + j] * c0[j];
-    }
-    const float i = sigmoid_gate(ai), f = sigmoid_gate(af);
-    const float gg = tanh_gate(gc[j] + bias[2 * H + j]);
-    const float c = f * c0[j] + i * gg;
-    float ao = go[j] + bias[3 * H + j];
-    if (Peep) ao += pw[2 * H + j] * c;
-    const float o = sigmoid_gate(ao);
-    const float h = o * tanh_gate(c);
-    gi[j] = i;
-    gf[j] = f;
-    gc[j] = gg;
-    go[j] = o;
-    cr[j] = c;
-    hr[j] = h;
-    yr[j] = h;
-  }
-}
 
 // h = u h' + (1 - u) n with u = s + m * gate (s, m = 0, 1 or 1, -1).
 void gated_row_forward(const float* __restrict ug, float* __restrict ng, const float* __restrict bias,
@@ -186,7 +160,7 @@ void lstm_forward_rows(const Layer& L, int64_t t, float* hn, float* cn, float* y
       std::fill(g, g + 4 * H, 0.f);
       continue;
     }
-    lstm_row_forward<Peep>(g, g + H, g + 2 * H, g + 3 * H, L.bias, L.peep, c0, cr, hr, yr, H);
+    lstm_row_forward<Peep>(g, g + H, g + 2 * H, g + 3 * H, L.bias, L.peep, c0, cr, hr, yr, H, H);
   }
 }
 
@@ -387,6 +361,12 @@ void gated_backward_rows2(const Layer& L, int64_t t, float* dg, const float* drh
   }
 }
 
+bool all_zero(const float* a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (a[i] != 0.f) return false;
+  return true;
+}
+
 // Column sums of a (rows, cols) matrix into out (overwritten).
 void column_sums(const float* a, int64_t rows, int64_t cols, float* out) {
   parallel_for(cols, std::max<int64_t>(64, cols / 8), [&](int64_t c0, int64_t c1) {
@@ -448,12 +428,18 @@ void layer_backward(const Layer& L, const float* x, const float* dy, int64_t ldy
   // Weight gradients as products over all T*B rows at once.
   const int64_t R = T * B;
   sgemm_parallel(true, false, GH, I, R, 1.f, dg, GH, x, I, 0.f, out.dW, I);
+  // The recurrent products skip the first step's rows when its h is all zeros (the usual zero
+  // initial state; rh = r h is then zero too): a 1/T of their work that adds nothing.
+  const int64_t first = L.time_of(0) * B;
+  const bool skip = T > 1 && all_zero(L.hp + first * H, B * H);
+  const int64_t r0 = skip && !L.reverse ? B : 0, rows = skip ? R - B : R;
+  const float *dgu = dg + r0 * GH, *hpu = L.hp + r0 * H;
   if (!gated) {
-    sgemm_parallel(true, false, GH, H, R, 1.f, dg, GH, L.hp, H, 0.f, out.dU, H);
+    sgemm_parallel(true, false, GH, H, rows, 1.f, dgu, GH, hpu, H, 0.f, out.dU, H);
   } else {
     const int64_t nsig = (G - 1) * H;
-    sgemm_parallel(true, false, nsig, H, R, 1.f, dg, GH, L.hp, H, 0.f, out.dU, H);
-    sgemm_parallel(true, false, H, H, R, 1.f, dg + nsig, GH, L.rh, H, 0.f, out.dU + nsig * H, H);
+    sgemm_parallel(true, false, nsig, H, rows, 1.f, dgu, GH, hpu, H, 0.f, out.dU, H);
+    sgemm_parallel(true, false, H, H, rows, 1.f, dgu + nsig, GH, L.rh + r0 * H, H, 0.f, out.dU + nsig * H, H);
   }
   column_sums(dg, R, GH, out.db);
   if (out.dpeep) {

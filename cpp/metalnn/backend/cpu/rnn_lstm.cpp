@@ -113,15 +113,7 @@ inline vf expv(vf x) {
   const vf t = x * 1.44269504089f;
   const vi k = __builtin_convertvector(t + (t >= splat(0.f) ? splat(0.5f) : splat(-0.5f)), vi);
   const vf n = __builtin_convertvector(k, vf);
-  const vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  vf p = splat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const vf e = p * r * r + r + 1.0f;
-  return e * (vf)((k + 127) << 23);
+  return exp_reduced(x, n) * (vf)((k + 127) << 23);
 }
 
 inline vf sigmoidv(vf x) { return 1.0f / (1.0f + expv(-x)); }
@@ -143,26 +135,6 @@ void pack_forward(const LstmSequence& L, float* P, int64_t c0, int64_t c1) {
           const int64_t j = c * NU + u;
           *p++ = j >= H ? 0.f : k < I ? L.W[(q * H + j) * I + k] : L.U[(q * H + j) * H + (k - I)];
         }
-  }
-}
-
-// The cell on units [0, n) of one row, in place on its gate slots (stride H).
-void cell_forward(float* __restrict gi, float* __restrict gf, float* __restrict gc, float* __restrict go,
-                  const float* __restrict bias, int64_t H, const float* __restrict c0, float* __restrict c1,
-                  float* __restrict h1, float* __restrict y, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    const float i = sigmoid_gate(gi[j] + bias[j]), f = sigmoid_gate(gf[j] + bias[H + j]);
-    const float gg = tanh_gate(gc[j] + bias[2 * H + j]);
-    const float o = sigmoid_gate(go[j] + bias[3 * H + j]);
-    const float c = f * c0[j] + i * gg;
-    const float h = o * tanh_gate(c);
-    gi[j] = i;
-    gf[j] = f;
-    gc[j] = gg;
-    go[j] = o;
-    c1[j] = c;
-    h1[j] = h;
-    y[j] = h;
   }
 }
 
@@ -214,8 +186,8 @@ __attribute__((noinline)) void forward_block(const LstmSequence& L, const Step& 
         std::memcpy(g + q * H, tmp, (size_t)nv * sizeof(float));
       }
     }
-    cell_forward(g, g + H, g + 2 * H, g + 3 * H, L.bias + j0, H, st.cprev + b * H + j0, st.cn + b * H + j0,
-                 st.hn + b * H + j0, st.yt + b * st.ldy + j0, nv);
+    lstm_row_forward<false>(g, g + H, g + 2 * H, g + 3 * H, L.bias + j0, nullptr, st.cprev + b * H + j0,
+                            st.cn + b * H + j0, st.hn + b * H + j0, st.yt + b * st.ldy + j0, H, nv);
   }
 }
 
