@@ -122,6 +122,21 @@ def test_auto_picks_winograd_for_wide_layers_only(algo):
     np.testing.assert_array_equal(out["auto"][1], out["im2col"][1])
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_auto_picks_winograd_for_batch1_conv2(algo, threads):
+    # Batch 1 with 2 threads: one block of 16 tiles (one thread) beats two blocks of 8 tiles
+    # padded to 32 lanes each; the block plan used to split it and lose to im2col.
+    mnn.set_num_threads(threads)
+    r = rng(8)
+    x, w, b = randn(r, 1, 32, 14, 14), randn(r, 64, 32, 5, 5, scale=0.1), randn(r, 64)
+    out = {}
+    for name in ("auto", "winograd", "im2col"):
+        algo(name)
+        out[name] = ops.conv2d_forward(x, w, b, padding=2)
+    assert not np.array_equal(out["winograd"], out["im2col"])
+    np.testing.assert_array_equal(out["auto"], out["winograd"])
+
+
 def test_unsupported_geometry_falls_back(algo):
     # Stride 2, dilation 2 and groups run im2col even when Winograd is forced.
     algo("winograd")

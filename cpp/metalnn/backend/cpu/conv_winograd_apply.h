@@ -34,19 +34,24 @@ struct F {
   static constexpr int A = M + R - 1;
   static constexpr Matrices<M, R> d = make_matrices<M, R>();
 };
-// The matrices as functors (compile-time calls in `apply`): B^T, A^T and A.
-template <int M, int R>
-struct BT {
-  constexpr float operator()(int i, int k) const { return (float)F<M, R>::d.BT[i][k]; }
+// The matrices as functors (compile-time calls in `apply`): B^T, A^T, A, G and G^T, each one
+// member of Matrices read straight or transposed.
+template <int M, int R, auto Member, bool Transposed>
+struct MatrixOf {
+  constexpr float operator()(int i, int k) const {
+    return (float)(Transposed ? (F<M, R>::d.*Member)[k][i] : (F<M, R>::d.*Member)[i][k]);
+  }
 };
 template <int M, int R>
-struct AT {
-  constexpr float operator()(int a, int i) const { return (float)F<M, R>::d.AT[a][i]; }
-};
+using BT = MatrixOf<M, R, &Matrices<M, R>::BT, false>;
 template <int M, int R>
-struct AM {
-  constexpr float operator()(int i, int a) const { return (float)F<M, R>::d.AT[a][i]; }
-};
+using AT = MatrixOf<M, R, &Matrices<M, R>::AT, false>;
+template <int M, int R>
+using AM = MatrixOf<M, R, &Matrices<M, R>::AT, true>;
+template <int M, int R>
+using G = MatrixOf<M, R, &Matrices<M, R>::G, false>;
+template <int M, int R>
+using GT = MatrixOf<M, R, &Matrices<M, R>::G, true>;
 
 // out[i] = sum_k Mat(i, k) * in[k] for a compile-time matrix whose rows (kRows) or columns
 // (kCols) are the points 0, p1, -p1, p2, -p2, ..., infinity. The entries of a +-p pair differ
@@ -102,14 +107,29 @@ constexpr bool pairs_mirror(Mat mat) {
   return true;
 }
 
-template <int M, int R>
-struct G {
-  constexpr float operator()(int i, int k) const { return (float)F<M, R>::d.G[i][k]; }
-};
-template <int M, int R>
-struct GT {
-  constexpr float operator()(int k, int i) const { return (float)F<M, R>::d.G[i][k]; }
-};
+// out = Mat X Mat^T for one tile of vectors (Mat: OUT x IN, points along P): X(k, l) comes
+// from get(k, l), out(i, j) goes to put(i, j, v). Down the columns first, then along the rows.
+template <int OUT, int IN, Pairs P, typename Mat, typename Get, typename Put>
+__attribute__((always_inline)) inline void sandwich(Mat mat, Get get, Put put) {
+  using Vec = decltype(get(0, 0));
+  Vec tmp[OUT][IN];
+#pragma GCC unroll 8
+  for (int l = 0; l < IN; ++l) {
+    Vec col[IN], res[OUT];
+#pragma GCC unroll 8
+    for (int k = 0; k < IN; ++k) col[k] = get(k, l);
+    apply<OUT, IN, P>(mat, col, res);
+#pragma GCC unroll 8
+    for (int i = 0; i < OUT; ++i) tmp[i][l] = res[i];
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < OUT; ++i) {
+    Vec row[OUT];
+    apply<OUT, IN, P>(mat, tmp[i], row);
+#pragma GCC unroll 8
+    for (int j = 0; j < OUT; ++j) put(i, j, row[j]);
+  }
+}
 
 // Where tile t of a block lies: its image (relative to the block's first), and the top-left
 // output position of the tile.

@@ -20,23 +20,9 @@ template <int M, int R>
 void filter_lanes(const float* gT, int64_t ld, int64_t n, int64_t stride, float* U) {
   constexpr int A = M + R - 1;
   for (int64_t l = 0; l < n; l += VW) {
-    vf tmp[A][R];
-#pragma GCC unroll 8
-    for (int kw = 0; kw < R; ++kw) {
-      vf col[R], out[A];
-#pragma GCC unroll 8
-      for (int kh = 0; kh < R; ++kh) col[kh] = load(gT + (kh * R + kw) * ld + l);
-      apply<A, R, kRows>(G<M, R>{}, col, out);
-#pragma GCC unroll 8
-      for (int i = 0; i < A; ++i) tmp[i][kw] = out[i];
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < A; ++i) {
-      vf row[A];
-      apply<A, R, kRows>(G<M, R>{}, tmp[i], row);
-#pragma GCC unroll 8
-      for (int j = 0; j < A; ++j) store(U + (i * A + j) * stride + l, row[j]);
-    }
+    sandwich<A, R, kRows>(
+        G<M, R>{}, [&](int kh, int kw) { return load(gT + (kh * R + kw) * ld + l); },
+        [&](int i, int j, vf v) { store(U + (i * A + j) * stride + l, v); });
   }
 }
 
@@ -130,24 +116,10 @@ void output(const Geometry& g, const TileBlock& b, const float* Mb, float* const
   const TilePos* pos = tile_positions(g, b, M);
   for (int64_t o = 0; o < g.O; ++o) {
     for (int64_t l = 0; l < nt; l += VW) {
-      vf tmp[M][A];  // tmp[a][j] = sum_i AT[a][i] m[i][j]
-#pragma GCC unroll 8
-      for (int j = 0; j < A; ++j) {
-        vf m[A], col[M];
-#pragma GCC unroll 8
-        for (int i = 0; i < A; ++i) m[i] = load(Mb + (i * A + j) * X + o * L + l);
-        apply<M, A, kCols>(AT<M, R>{}, m, col);
-#pragma GCC unroll 8
-        for (int a = 0; a < M; ++a) tmp[a][j] = col[a];
-      }
       alignas(64) float res[M][M][VW];
-#pragma GCC unroll 8
-      for (int a = 0; a < M; ++a) {
-        vf row[M];
-        apply<M, A, kCols>(AT<M, R>{}, tmp[a], row);
-#pragma GCC unroll 8
-        for (int bb = 0; bb < M; ++bb) store(res[a][bb], row[bb]);
-      }
+      sandwich<M, A, kCols>(
+          AT<M, R>{}, [&](int i, int j) { return load(Mb + (i * A + j) * X + o * L + l); },
+          [&](int a, int bb, vf v) { store(res[a][bb], v); });
       const int64_t lanes = std::min<int64_t>(VW, nt - l);
       for (int64_t v = 0; v < lanes; ++v) {
         const TilePos& p = pos[l + v];

@@ -16,28 +16,14 @@ void weights_adjoint(const float* dU, int64_t O, int64_t C, float* dw) {
   thread_local std::vector<float> out;
   out.resize((size_t)(R * R * ld));
   for (int64_t l = 0; l < n; l += VW) {
-    vf tmp[R][A];
     const int64_t lanes = std::min<int64_t>(VW, n - l);
-#pragma GCC unroll 8
-    for (int j = 0; j < A; ++j) {
-      vf col[A], res[R];
-#pragma GCC unroll 8
-      for (int i = 0; i < A; ++i) {
-        alignas(64) float v[VW] = {};
-        std::memcpy(v, dU + (i * A + j) * n + l, sizeof(float) * (size_t)lanes);
-        col[i] = load(v);
-      }
-      apply<R, A, kCols>(GT<M, R>{}, col, res);
-#pragma GCC unroll 8
-      for (int kh = 0; kh < R; ++kh) tmp[kh][j] = res[kh];
-    }
-#pragma GCC unroll 8
-    for (int kh = 0; kh < R; ++kh) {
-      vf row[R];
-      apply<R, A, kCols>(GT<M, R>{}, tmp[kh], row);
-#pragma GCC unroll 8
-      for (int kw = 0; kw < R; ++kw) store(out.data() + (kh * R + kw) * ld + l, row[kw]);
-    }
+    auto get = [&](int i, int j) {
+      alignas(64) float v[VW] = {};
+      std::memcpy(v, dU + (i * A + j) * n + l, sizeof(float) * (size_t)lanes);
+      return load(v);
+    };
+    sandwich<R, A, kCols>(GT<M, R>{}, get,
+                          [&](int kh, int kw, vf v) { store(out.data() + (kh * R + kw) * ld + l, v); });
   }
   for (int64_t i = 0; i < n; ++i)
     for (int q = 0; q < R * R; ++q) dw[i * R * R + q] = out[(size_t)(q * ld + i)];
@@ -52,23 +38,9 @@ void input_cl(const Geometry& g, const TileBlock& b, const float* const* images,
   for (int64_t t = 0; t < nt; ++t) {
     const float* src = images[pos[t].image] + (pos[t].oy * W + pos[t].ox) * Cp;
     for (int64_t c = 0; c < Cp; c += VW) {
-      vf tmp[A][A];  // tmp[i][kk] = sum_k BT[i][k] d[k][kk]
-#pragma GCC unroll 8
-      for (int kk = 0; kk < A; ++kk) {
-        vf d[A], col[A];
-#pragma GCC unroll 8
-        for (int k = 0; k < A; ++k) d[k] = load(src + (k * W + kk) * Cp + c);
-        apply<A, A, kRows>(BT<M, R>{}, d, col);
-#pragma GCC unroll 8
-        for (int i = 0; i < A; ++i) tmp[i][kk] = col[i];
-      }
-#pragma GCC unroll 8
-      for (int i = 0; i < A; ++i) {
-        vf row[A];
-        apply<A, A, kRows>(BT<M, R>{}, tmp[i], row);
-#pragma GCC unroll 8
-        for (int j = 0; j < A; ++j) store(V + (i * A + j) * X + t * Cp + c, row[j]);
-      }
+      sandwich<A, A, kRows>(
+          BT<M, R>{}, [&](int k, int kk) { return load(src + (k * W + kk) * Cp + c); },
+          [&](int i, int j, vf v) { store(V + (i * A + j) * X + t * Cp + c, v); });
     }
   }
 }
@@ -82,23 +54,9 @@ void output_adjoint_cl(const Geometry& g, const TileBlock& b, const float* const
   for (int64_t t = 0; t < nt; ++t) {
     const float* src = images[pos[t].image] + (pos[t].oy * W + pos[t].ox) * Op;
     for (int64_t o = 0; o < Op; o += VW) {
-      vf tmp[A][M];  // tmp[i][bb] = sum_a AT[a][i] e[a][bb]
-#pragma GCC unroll 8
-      for (int bb = 0; bb < M; ++bb) {
-        vf e[M], col[A];
-#pragma GCC unroll 8
-        for (int a = 0; a < M; ++a) e[a] = load(src + (a * W + bb) * Op + o);
-        apply<A, M, kRows>(AM<M, R>{}, e, col);
-#pragma GCC unroll 8
-        for (int i = 0; i < A; ++i) tmp[i][bb] = col[i];
-      }
-#pragma GCC unroll 8
-      for (int i = 0; i < A; ++i) {
-        vf row[A];
-        apply<A, M, kRows>(AM<M, R>{}, tmp[i], row);
-#pragma GCC unroll 8
-        for (int j = 0; j < A; ++j) store(dM + (i * A + j) * X + t * Op + o, row[j]);
-      }
+      sandwich<A, M, kRows>(
+          AM<M, R>{}, [&](int a, int bb) { return load(src + (a * W + bb) * Op + o); },
+          [&](int i, int j, vf v) { store(dM + (i * A + j) * X + t * Op + o, v); });
     }
   }
 }
