@@ -3,11 +3,11 @@
     python benchmarks/bench_digit_net.py [--batch-size 64] [--steps 30] [--threads N]
                                          [--interleave ROUNDS] [--profile]
 
-Both run in this process on the same random batches, each with the same number of
-threads; prints images/s for both and the ratio metalnn / PyTorch. With --interleave,
-the metalnn graph (pipelined) and PyTorch alternate in ROUNDS rounds of --steps steps
-each, so both see the same machine load (use it on a shared machine); the ratio is
-of the medians over rounds, with the spread printed.
+Every path (kernel API, graph.run, the graph pipelined through encode_batch, PyTorch) runs
+in this process on the same random batch with the same number of threads, in ROUNDS rounds
+of --steps steps per path in turn, so all see the same machine load (use several rounds on a
+shared machine); prints ms/step and images/s (median over rounds, with the spread), the
+pipelined / plain graph throughput and the ratios to PyTorch.
 """
 
 from __future__ import annotations
@@ -23,42 +23,29 @@ import metalnn as mnn
 from metalnn.examples.digit_net import DigitNet
 
 
-def time_steps(step, steps: int, warmup: int) -> float:
-    """Median seconds per step over `steps` timed steps after `warmup` untimed ones."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+def metalnn_paths(x, y) -> dict:
+    """Each metalnn path as a function running n training steps and returning when all are done."""
+    from metalnn.examples.digit_graph import digit_network
 
-
-def bench_metalnn(x, y, steps, warmup) -> float:
     net = DigitNet(seed=0)
-    return time_steps(lambda: net.train_step(x, y), steps, warmup)
-
-
-def bench_graph(x, y, steps, warmup) -> float:
-    from metalnn.examples.digit_graph import digit_network
-
     graph = digit_network(mnn.Adam(learning_rate=1e-3)).training_graph()
-    return time_steps(lambda: graph.run(x, labels=y), steps, warmup)
+    piped = digit_network(mnn.Adam(learning_rate=1e-3)).training_graph()
 
+    def kernels(n):
+        for _ in range(n):
+            net.train_step(x, y)
 
-def bench_graph_pipelined(x, y, steps, warmup) -> float:
-    """Seconds per batch with batches queued back to back (double buffering)."""
-    from metalnn.examples.digit_graph import digit_network
+    def plain(n):
+        for _ in range(n):
+            graph.run(x, labels=y)
 
-    graph = digit_network(mnn.Adam(learning_rate=1e-3)).training_graph()
-    for _ in range(warmup):
-        graph.run(x, labels=y)
-    t = time.perf_counter()
-    for _ in range(steps):
-        graph.encode_batch(x, labels=y)
-    graph.synchronize()
-    return (time.perf_counter() - t) / steps
+    def pipelined(n):
+        # Batches queued back to back (double buffering); they run on the executor's thread.
+        for _ in range(n):
+            piped.encode_batch(x, labels=y)
+        piped.synchronize()
+
+    return {"metalnn kernel API": kernels, "metalnn graph": plain, "metalnn graph, pipelined": pipelined}
 
 
 def torch_step(x, y, threads):
@@ -87,49 +74,19 @@ def torch_step(x, y, threads):
     return step
 
 
-def bench_torch(x, y, steps, warmup, threads) -> float | None:
-    step = torch_step(x, y, threads)
-    return None if step is None else time_steps(step, steps, warmup)
-
-
-def interleaved(x, y, steps, warmup, rounds, threads) -> None:
-    """metalnn graph (pipelined) and PyTorch alternating, `steps` steps each per round."""
-    from metalnn.examples.digit_graph import digit_network
-
-    graph = digit_network(mnn.Adam(learning_rate=1e-3)).training_graph()
-    tstep = torch_step(x, y, threads)
-    if tstep is None:
-        print("  PyTorch: not installed (pip install torch) -- no comparison")
-        return
-
-    def mnn_batch():
-        for _ in range(steps):
-            graph.encode_batch(x, labels=y)
-        graph.synchronize()
-
-    def torch_batch():
-        for _ in range(steps):
-            tstep()
-
-    for _ in range(warmup):
-        graph.run(x, labels=y)
-        tstep()
-    t_m, t_t = [], []
+def timed_rounds(paths: dict, steps: int, warmup: int, rounds: int) -> dict:
+    """Seconds per step of each path in each round: every round runs `steps` steps of every
+    path in turn, so all paths see the same machine load. Each path warms up its own way
+    (the pipelined graph on its executor thread, whose scratch buffers are its own)."""
+    for fn in paths.values():
+        fn(warmup)
+    times = {name: [] for name in paths}
     for _ in range(rounds):
-        for fn, out in ((mnn_batch, t_m), (torch_batch, t_t)):
+        for name, fn in paths.items():
             t = time.perf_counter()
-            fn()
-            out.append((time.perf_counter() - t) / steps)
-    import torch
-
-    b = x.shape[0]
-    for name, ts in (("metalnn graph, pipelined", t_m), (f"PyTorch {torch.__version__}", t_t)):
-        ts = np.array(ts)
-        print(f"  {name:<26}{np.median(ts) * 1e3:8.2f} ms/step  {b / np.median(ts):8.0f} images/s"
-              f"  (rounds: {b / ts.max():.0f}-{b / ts.min():.0f})")
-    r = np.array(t_t) / np.array(t_m)
-    print(f"  ratio metalnn / PyTorch: {np.median(np.array(t_t)) / np.median(np.array(t_m)):.2f}x "
-          f"(per round {r.min():.2f}-{r.max():.2f}x)")
+            fn(steps)
+            times[name].append((time.perf_counter() - t) / steps)
+    return {name: np.array(ts) for name, ts in times.items()}
 
 
 def main(argv=None) -> None:
@@ -140,7 +97,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=0, help="threads for both libraries (default: all cores)")
     p.add_argument("--profile", action="store_true", help="also print the per-layer profile of the step")
     p.add_argument("--interleave", type=int, default=0, metavar="ROUNDS",
-                   help="alternate metalnn graph and PyTorch in ROUNDS rounds of --steps steps")
+                   help="rounds of --steps steps per path, paths in turn (default 1)")
     args = p.parse_args(argv)
     threads = args.threads or os.cpu_count() or 1
     mnn.set_num_threads(threads)
@@ -149,33 +106,34 @@ def main(argv=None) -> None:
     y = r.integers(0, 10, args.batch_size).astype(np.int32)
 
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores; "
-          f"threads {threads}; metalnn BLAS: {mnn.blas_info()}")
-    if args.interleave:
-        print(f"digit network training step, batch {args.batch_size}, {args.interleave} interleaved rounds "
-              f"of {args.steps} steps")
-        interleaved(x, y, args.steps, args.warmup, args.interleave, threads)
-        return
-    print(f"digit network training step, batch {args.batch_size}, median of {args.steps} steps")
-    def row(name, t):
-        print(f"  {name:<26}{t * 1e3:8.2f} ms/step  {args.batch_size / t:8.0f} images/s")
+          f"threads {threads}; metalnn BLAS: {mnn.blas_info()}; load average {os.getloadavg()[0]:.2f}")
+    rounds = max(1, args.interleave)
+    print(f"digit network training step, batch {args.batch_size}: {rounds} round(s) of {args.steps} steps per "
+          f"path, interleaved; ms/step is the median over rounds")
+    paths = metalnn_paths(x, y)
+    tstep = torch_step(x, y, threads)
+    if tstep is not None:
+        import torch
 
-    t_kernels = bench_metalnn(x, y, args.steps, args.warmup)
-    row("metalnn kernel API", t_kernels)
-    t_graph = bench_graph(x, y, args.steps, args.warmup)
-    row("metalnn graph", t_graph)
-    t_mnn = bench_graph_pipelined(x, y, args.steps, args.warmup)
-    row("metalnn graph, pipelined", t_mnn)
-    ips_mnn = args.batch_size / t_mnn
-    t_torch = bench_torch(x, y, args.steps, args.warmup, threads)
-    if t_torch is None:
+        def torch_steps(n):
+            for _ in range(n):
+                tstep()
+
+        paths[f"PyTorch {torch.__version__}"] = torch_steps
+    times = timed_rounds(paths, args.steps, args.warmup, rounds)
+    b = args.batch_size
+    for name, ts in times.items():
+        spread = f"  (rounds: {b / ts.max():.0f}-{b / ts.min():.0f} images/s)" if rounds > 1 else ""
+        print(f"  {name:<26}{np.median(ts) * 1e3:8.2f} ms/step  {b / np.median(ts):8.0f} images/s{spread}")
+    plain, piped = times["metalnn graph"], times["metalnn graph, pipelined"]
+    print(f"  pipelined / plain graph throughput: {np.median(plain) / np.median(piped):.2f}x"
+          + (f" (per round {(plain / piped).min():.2f}-{(plain / piped).max():.2f}x)" if rounds > 1 else ""))
+    if tstep is None:
         print("  PyTorch: not installed (pip install torch) -- no comparison")
-        return
-    import torch
-
-    ips_torch = args.batch_size / t_torch
-    row(f"PyTorch {torch.__version__}", t_torch)
-    print(f"  ratio metalnn (graph, pipelined) / PyTorch: {ips_mnn / ips_torch:.2f}x; "
-          f"kernel API / PyTorch: {t_torch / t_kernels:.2f}x")
+    else:
+        t_torch = np.median(times[f"PyTorch {torch.__version__}"])
+        print(f"  ratio metalnn (graph, pipelined) / PyTorch: {t_torch / np.median(piped):.2f}x; "
+              f"kernel API / PyTorch: {t_torch / np.median(times['metalnn kernel API']):.2f}x")
     if args.profile:
         import profile_digit_net
 

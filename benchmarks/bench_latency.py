@@ -44,37 +44,39 @@ def parameters(model: Sequential) -> dict[str, np.ndarray]:
     return out
 
 
+def _conv(name):
+    return lambda p, h: ops.conv2d_forward(h, p[f"{name}_w"], p[f"{name}_b"], padding=2)
+
+
+def _fc(name):
+    return lambda p, h: ops.fully_connected_forward(h, p[f"{name}_w"], p[f"{name}_b"])
+
+
+def _relu(p, h):
+    return ops.neuron_forward(h, "relu")
+
+
+def _pool(p, h):
+    return ops.max_pool2d_forward(h, 2)[0]
+
+
+# The kernel API path (DigitNet.forward without dropout), one kernel call per layer.
+KERNEL_LAYERS = (("conv1", _conv("conv1")), ("relu1", _relu), ("pool1", _pool),
+                 ("conv2", _conv("conv2")), ("relu2", _relu), ("pool2", _pool),
+                 ("fc1", _fc("fc1")), ("relu3", _relu), ("fc2", _fc("fc2")))
+
+
 def kernel_forward(p: dict, x: np.ndarray, times: dict | None = None) -> np.ndarray:
-    """The kernel API path (DigitNet.forward without dropout); ``times`` collects per-layer seconds."""
-    clock = time.perf_counter
-    t = clock()
-
-    def lap(name):
-        nonlocal t
-        if times is not None:
-            now = clock()
-            times.setdefault(name, []).append(now - t)
-            t = now
-
-    c1 = ops.conv2d_forward(x, p["conv1_w"], p["conv1_b"], padding=2)
-    lap("conv1")
-    r1 = ops.neuron_forward(c1, "relu")
-    lap("relu1")
-    p1, _ = ops.max_pool2d_forward(r1, 2)
-    lap("pool1")
-    c2 = ops.conv2d_forward(p1, p["conv2_w"], p["conv2_b"], padding=2)
-    lap("conv2")
-    r2 = ops.neuron_forward(c2, "relu")
-    lap("relu2")
-    p2, _ = ops.max_pool2d_forward(r2, 2)
-    lap("pool2")
-    f1 = ops.fully_connected_forward(p2, p["fc1_w"], p["fc1_b"])
-    lap("fc1")
-    r3 = ops.neuron_forward(f1, "relu")
-    lap("relu3")
-    out = ops.fully_connected_forward(r3, p["fc2_w"], p["fc2_b"])
-    lap("fc2")
-    return out
+    """Runs KERNEL_LAYERS on x; ``times`` collects per-layer seconds."""
+    h = x
+    for name, layer in KERNEL_LAYERS:
+        if times is None:
+            h = layer(p, h)
+            continue
+        t = time.perf_counter()
+        h = layer(p, h)
+        times.setdefault(name, []).append(time.perf_counter() - t)
+    return h
 
 
 def torch_model(p: dict, threads: int):
@@ -148,10 +150,14 @@ def main(argv=None) -> None:
         err = float(np.max(np.abs(got - want)))
         if err > 1e-3 * (1 + float(np.max(np.abs(want)))):
             raise SystemExit(f"{name}: batch-1 output differs from the reference by {err}")
-    for i in range(8):
-        if not np.array_equal(np.asarray(kernel_forward(p, images[i])), batched[i:i + 1]):
-            print("note: kernel-API batch-1 output is not bitwise equal to the batch-8 row", i)
-            break
+    # Batch 1 and batch 8 take different kernels (gemv vs GEMM for the fully connected layers,
+    # and the conv path and its blocking are chosen per shape), so rows agree to rounding only.
+    diff = max(float(np.max(np.abs(np.asarray(kernel_forward(p, images[i])) - batched[i:i + 1]))) for i in range(8))
+    scale = 1 + float(np.max(np.abs(batched)))
+    if diff > 1e-4 * scale:
+        raise SystemExit(f"kernel API: batch-1 rows differ from the batch-8 rows by {diff:.3g}")
+    print(f"batch-1 vs batch-8 rows (kernel API): max |diff| {diff:.2g} (rounding of different kernels; "
+          f"limit {1e-4 * scale:.2g})")
 
     times: dict[str, list[float]] = {k: [] for k in paths}
     for _ in range(args.warmup):
