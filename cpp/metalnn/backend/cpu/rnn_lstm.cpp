@@ -125,16 +125,25 @@ inline vf tanhv(vf x) {
 }
 
 // Chunk c of [W | U]: per k, the gates i, f, g, o of units c*NU .. c*NU+NU-1 (zero past H).
+// Rows of W and U are read in order and scattered with stride 4*NU: the panel of a chunk
+// (K * 4 * NU floats) stays in L2, where reading columns of the weights would not.
 void pack_forward(const LstmSequence& L, float* P, int64_t c0, int64_t c1) {
-  const int64_t I = L.I, H = L.H, K = I + H;
+  const int64_t I = L.I, H = L.H, K = I + H, S = 4 * NU;
   for (int64_t c = c0; c < c1; ++c) {
-    float* p = P + c * K * 4 * NU;
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t q = 0; q < 4; ++q)
-        for (int64_t u = 0; u < NU; ++u) {
-          const int64_t j = c * NU + u;
-          *p++ = j >= H ? 0.f : k < I ? L.W[(q * H + j) * I + k] : L.U[(q * H + j) * H + (k - I)];
+    float* panel = P + c * K * S;
+    for (int64_t q = 0; q < 4; ++q)
+      for (int64_t u = 0; u < NU; ++u) {
+        const int64_t j = c * NU + u;
+        float* __restrict p = panel + q * NU + u;
+        if (j >= H) {
+          for (int64_t k = 0; k < K; ++k) p[k * S] = 0.f;
+          continue;
         }
+        const float* __restrict w = L.W + (q * H + j) * I;
+        const float* __restrict r = L.U + (q * H + j) * H;
+        for (int64_t k = 0; k < I; ++k) p[k * S] = w[k];
+        for (int64_t k = 0; k < H; ++k) p[(I + k) * S] = r[k];
+      }
   }
 }
 
@@ -198,13 +207,12 @@ __attribute__((noinline)) void forward_block(const LstmSequence& L, const Step& 
 void pack_backward(const LstmSequence& L, float* P, int64_t c0, int64_t c1) {
   const int64_t H = L.H, G = 4 * H;
   for (int64_t c = c0; c < c1; c += 4) {
-    const int64_t nc = std::min<int64_t>(4, c1 - c), width = nc * NU;
+    const int64_t width = std::min<int64_t>(4, c1 - c) * NU, n_in = std::min(width, H - c * NU);
     float* p = P + c * NU * G;
-    for (int64_t n = 0; n < G; ++n, p += width)
-      for (int64_t u = 0; u < width; ++u) {
-        const int64_t j = c * NU + u;
-        p[u] = j < H ? L.U[n * H + j] : 0.f;
-      }
+    for (int64_t n = 0; n < G; ++n, p += width) {
+      std::memcpy(p, L.U + n * H + c * NU, (size_t)n_in * sizeof(float));
+      std::fill(p + n_in, p + width, 0.f);
+    }
   }
 }
 
