@@ -17,13 +17,30 @@ bool Event::done() const {
   return done_;
 }
 
+void Event::set_runner(std::function<void()> run) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  runner_ = std::move(run);
+}
+
+void Event::run_if_pending() const {
+  std::function<void()> run;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (done_ || !runner_) return;
+    run.swap(runner_);
+  }
+  run();
+}
+
 void Event::wait() const {
+  run_if_pending();
   std::unique_lock<std::mutex> lock(mutex_);
   cv_.wait(lock, [&] { return done_; });
   if (error_) std::rethrow_exception(error_);
 }
 
 bool Event::wait_for(double seconds) const {
+  run_if_pending();
   std::unique_lock<std::mutex> lock(mutex_);
   return cv_.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return done_; });
 }
@@ -67,9 +84,32 @@ void Event::complete(std::exception_ptr error) {
   cv_.notify_all();
 }
 
-CpuStream::CpuStream() : worker_([this] { run(); }) {}
+namespace {
+
+// Runs a list's commands in order; the first error stops it (the rest depend on the failed one).
+std::exception_ptr run_commands(std::vector<std::function<void()>>& commands) {
+  for (auto& command : commands) {
+    try {
+      command();
+    } catch (...) {
+      return std::current_exception();
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+CpuStream::CpuStream(bool waiters_run)
+    : relay_(waiters_run ? std::make_shared<Relay>() : nullptr), worker_([this] { run(); }) {
+  if (relay_) relay_->stream = this;
+}
 
 CpuStream::~CpuStream() {
+  if (relay_) {  // waits for a waiter's run in progress; none starts after this
+    std::lock_guard<std::mutex> lock(relay_->mutex);
+    relay_->stream = nullptr;
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
@@ -82,6 +122,13 @@ std::shared_ptr<Event> CpuStream::submit(CommandList list) {
   auto event = std::make_shared<Event>();
   for (auto& cb : list.callbacks_) event->on_complete(std::move(cb));
   list.callbacks_.clear();
+  if (relay_)
+    event->set_runner([relay = std::weak_ptr<Relay>(relay_), e = event.get()] {
+      if (auto r = relay.lock()) {
+        std::lock_guard<std::mutex> lock(r->mutex);
+        if (r->stream) r->stream->run_if_next(e);
+      }
+    });
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stop_) fail(ErrorKind::Runtime, "stream", "submit on a stream that is shutting down");
@@ -97,7 +144,7 @@ std::shared_ptr<Event> CpuStream::run_here(CommandList list) {
   bool queued;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    queued = stop_ || inline_ || !queue_.empty();
+    queued = stop_ || inline_ || running_ || !queue_.empty();
     if (!queued) {
       inline_ = true;
       last_ = event;
@@ -105,16 +152,7 @@ std::shared_ptr<Event> CpuStream::run_here(CommandList list) {
   }
   if (queued) return submit(std::move(list));  // behind the lists queued before it
   for (auto& cb : list.callbacks_) event->on_complete(std::move(cb));
-  std::exception_ptr error;
-  for (auto& command : list.commands_) {
-    try {
-      command();
-    } catch (...) {
-      error = std::current_exception();
-      break;
-    }
-  }
-  event->complete(error);  // before the worker may start a list queued meanwhile
+  event->complete(run_commands(list.commands_));  // before the worker may start a list queued meanwhile
   {
     std::lock_guard<std::mutex> lock(mutex_);
     inline_ = false;
@@ -146,23 +184,38 @@ void CpuStream::run() {
       cv_.wait(lock, [&] { return (stop_ && !inline_) || (!queue_.empty() && !inline_); });
       if (queue_.empty()) return;  // stop requested and drained
       item = std::move(queue_.front());
+      running_ = true;
     }
-    std::exception_ptr error;
-    for (auto& command : item.list.commands_) {
-      try {
-        command();
-      } catch (...) {
-        error = std::current_exception();
-        break;  // the rest of this list depends on the failed command
-      }
-    }
+    std::exception_ptr error = run_commands(item.list.commands_);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       queue_.pop_front();
     }
     item.event->complete(error);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      running_ = false;  // only now may a caller run the next list: events complete in order
+    }
     cv_.notify_all();
   }
+}
+
+bool CpuStream::run_if_next(const Event* event) {
+  Item item;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (running_ || inline_ || queue_.empty() || queue_.front().event.get() != event) return false;
+    item = std::move(queue_.front());
+    queue_.pop_front();
+    inline_ = true;  // the worker starts nothing meanwhile (lists stay in order)
+  }
+  item.event->complete(run_commands(item.list.commands_));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    inline_ = false;
+  }
+  cv_.notify_all();
+  return true;
 }
 
 std::unique_ptr<Stream> make_stream(Device device) {

@@ -33,10 +33,16 @@ class Event {
 
   // Used by streams.
   void complete(std::exception_ptr error);
+  // A stream whose lists may run on a waiting thread: the first wait()/wait_for() before the
+  // event is done calls `run` (once), which runs the list there if it has not started.
+  void set_runner(std::function<void()> run);
 
  private:
+  void run_if_pending() const;
+
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
+  mutable std::function<void()> runner_;
   bool done_ = false;
   std::exception_ptr error_;
   std::vector<Callback> callbacks_;
@@ -69,10 +75,13 @@ class Stream {
   virtual void synchronize() = 0;
 };
 
-// The CPU stream runs command lists on a dedicated worker thread.
+// The CPU stream runs command lists on a dedicated worker thread. With waiters_run, a thread
+// that waits for an event whose list is next and not started runs it itself (no hand-off to
+// the worker and back: the latency of encode + wait). Off for streams whose worker thread
+// matters (the CUDA and Metal streams keep per-thread device state on theirs).
 class CpuStream final : public Stream {
  public:
-  CpuStream();
+  explicit CpuStream(bool waiters_run = false);
   ~CpuStream() override;
   Device device() const override { return Device{DeviceType::cpu, 0}; }
   std::shared_ptr<Event> submit(CommandList list) override;
@@ -81,9 +90,16 @@ class CpuStream final : public Stream {
 
  private:
   void run();
+  bool run_if_next(const Event* event);  // a waiter's run: true if it ran event's list
   struct Item {
     CommandList list;
     std::shared_ptr<Event> event;
+  };
+  // What an event's runner reaches the stream through; `stream` is cleared (under `mutex`,
+  // which a waiter's run holds) before the stream goes away.
+  struct Relay {
+    std::mutex mutex;
+    CpuStream* stream;
   };
   std::mutex mutex_;
   std::condition_variable cv_;
@@ -91,6 +107,8 @@ class CpuStream final : public Stream {
   std::shared_ptr<Event> last_;
   bool stop_ = false;
   bool inline_ = false;  // a list runs on a caller's thread: the worker starts nothing meanwhile
+  bool running_ = false;  // the worker runs the list at the queue's front
+  std::shared_ptr<Relay> relay_;  // with waiters_run only
   std::thread worker_;
 };
 

@@ -14,7 +14,9 @@
 namespace metalnn::graph {
 
 Executor::Executor(std::shared_ptr<const Program> program, int max_in_flight, Device device)
-    : program_(std::move(program)), max_in_flight_(max_in_flight), device_(device), stream_(make_stream(device)) {
+    : program_(std::move(program)), max_in_flight_(max_in_flight), device_(device),
+      // CPU: a thread waiting for a batch that has not started runs it itself (encode + wait latency).
+      stream_(device.type == DeviceType::cpu ? std::make_unique<CpuStream>(true) : make_stream(device)) {
   if (max_in_flight < 1) fail(ErrorKind::Value, "graph", "max_in_flight must be >= 1, got ", max_in_flight);
 #ifdef METALNN_HAS_CUDA
   if (device.type == DeviceType::cuda && cuda::graphs_enabled()) {
