@@ -2,6 +2,7 @@
 metalnn vs PyTorch CPU, side by side in one process.
 
     python benchmarks/bench_activity.py [--batch 32] [--runs 60] [--threads N] [--clock wall|process]
+                                        [--device cpu|cuda]
 
 The network and shapes are those of python/metalnn/examples/activity.py: series of 6 channels x
 100 samples, a 1 x 5 convolution with stride 5 to 20 steps of 32 features, an LSTM of 200 units
@@ -9,7 +10,8 @@ whose final state feeds a dense layer to 4 classes. metalnn runs it two ways, as
 does: the kernel API (ActivityClassifier.train_step: RNNMatrixTrainingLayer) and the derived
 training graph (``--graph`` in the example). Steps are interleaved round by round (``--block``
 steps of each per round) so other load hits every path alike. Prints sequences/s (median step) and the
-ratio metalnn / PyTorch (> 1: metalnn is faster).
+ratio metalnn / PyTorch (> 1: metalnn is faster). ``--device cuda`` times the training graph on
+the GPU against PyTorch on the same GPU (cuDNN's LSTM), both reading each batch from host arrays.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import metalnn as mnn
 from metalnn.examples.activity import ActivityClassifier, build_graphs
 
 
-def torch_step_fn(net: ActivityClassifier, batch: int, threads: int):
+def torch_step_fn(net: ActivityClassifier, batch: int, threads: int, device: str = "cpu"):
     """The same network in PyTorch, starting from the metalnn network's weights."""
     import torch
     from torch import nn
@@ -51,12 +53,13 @@ def torch_step_fn(net: ActivityClassifier, batch: int, threads: int):
         m.conv.bias.copy_(torch.from_numpy(net.params["conv_b"]))
         m.fc.weight.copy_(torch.from_numpy(net.params["fc_w"]))
         m.fc.bias.copy_(torch.from_numpy(net.params["fc_b"]))
+    m = m.to(device)
     opt = torch.optim.Adam(m.parameters(), lr=net.learning_rate)
     loss_fn = nn.CrossEntropyLoss()
 
     def step(x, y):
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(m(torch.from_numpy(x)), torch.from_numpy(y.astype(np.int64)))
+        loss = loss_fn(m(torch.from_numpy(x).to(device)), torch.from_numpy(y.astype(np.int64)).to(device))
         loss.backward()
         opt.step()
         return loss.item()
@@ -76,7 +79,11 @@ def main(argv=None) -> None:
                     help="wall time, or this process's CPU time (steadier when shared; use with --threads 1)")
     ap.add_argument("--paths", default="kernel,graph,pytorch", help="paths to time (comma separated)")
     ap.add_argument("--profile", action="store_true", help="split the kernel-API step into its parts")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: the training graph and PyTorch on the GPU (the kernel-API path is CPU only)")
     args = ap.parse_args(argv)
+    if args.device == "cuda" and args.paths == "kernel,graph,pytorch":
+        args.paths = "graph,pytorch"
     clock = time.process_time if args.clock == "process" else time.perf_counter
     threads = args.threads or os.cpu_count() or 1
     mnn.set_num_threads(threads)
@@ -91,12 +98,12 @@ def main(argv=None) -> None:
         paths["kernel"] = lambda x, y: net.train_step(x, y)[0]
     if "graph" in wanted:
         gnet = ActivityClassifier()
-        train_graph, _, _ = build_graphs(gnet)
+        train_graph, _, _ = build_graphs(gnet, device=args.device)
         paths["graph"] = lambda x, y: train_graph.run(np.ascontiguousarray(x[:, :, None, :]), labels=y).loss
     name = None
     if "pytorch" in wanted:
         try:
-            paths["pytorch"], name = torch_step_fn(ActivityClassifier(), args.batch, threads)
+            paths["pytorch"], name = torch_step_fn(ActivityClassifier(), args.batch, threads, args.device)
         except ImportError:
             pass
 
@@ -116,8 +123,13 @@ def main(argv=None) -> None:
 
     print(f"machine: {platform.machine()} {os.cpu_count()} cores; threads {threads}; metalnn BLAS: "
           f"{mnn.blas_info()}; load average {os.getloadavg()[0]:.2f}")
-    print(f"activity classifier training step, batch {args.batch} (6 x 100 -> conv k5 s5 -> LSTM 200 -> dense 4, "
-          f"Adam), {args.runs} steps per path in interleaved blocks of {args.block} ({args.clock} clock)")
+    if args.device == "cuda":
+        import torch
+
+        print(f"device: {torch.cuda.get_device_name(0)}; torch {torch.__version__}")
+    print(f"activity classifier training step on {args.device}, batch {args.batch} "
+          f"(6 x 100 -> conv k5 s5 -> LSTM 200 -> dense 4, Adam), {args.runs} steps per path "
+          f"in interleaved blocks of {args.block} ({args.clock} clock)")
     base = float(np.median(times["pytorch"])) if "pytorch" in times else None
     for k, ts in times.items():
         med = float(np.median(ts))

@@ -106,12 +106,13 @@ class ActivityClassifier:
         return np.argmax(self.forward(x), axis=1)
 
 
-def build_graphs(net: ActivityClassifier, optimizer=None):
+def build_graphs(net: ActivityClassifier, optimizer=None, device: str | None = None):
     """The same model as a graph: ConvolutionNode (1 x 5 kernel, stride 5) -> RNNNode (reading the
     (N, C, 1, 20) image as a 20-step sequence, final state) -> FullyConnectedNode -> softmax
     cross-entropy. Returns (training graph, inference graph, data sources); the sources start
     from ``net``'s parameters (copies) and ``optimizer()`` makes each one's optimizer (default Adam
-    at the net's learning rate). Both graphs share the sources' arrays, so inference follows training."""
+    at the net's learning rate). Both graphs share the sources' arrays, so inference follows training.
+    ``device``: where the graphs run (default: METALNN_DEVICE or the best one present)."""
     from ..graph import (
         ConvolutionNode,
         FullyConnectedNode,
@@ -134,7 +135,7 @@ def build_graphs(net: ActivityClassifier, optimizer=None):
     rnn = RNNNode(conv.result, rnn_ds, output="final", source_layout="image")
     fc = FullyConnectedNode(rnn.result, fc_ds)
     loss = SoftmaxCrossEntropyLossNode(fc.result)
-    return Graph.training(loss), Graph(fc.result), (conv_ds, rnn_ds, fc_ds)
+    return Graph.training(loss, device=device), Graph(fc.result, device=device), (conv_ds, rnn_ds, fc_ds)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
