@@ -18,14 +18,6 @@ const Tensor& param(const ParameterRef& p) {
 
 Tensor optional_param(const ParameterRef& p) { return p ? param(p) : Tensor(); }
 
-// splitmix64 finaliser: decorrelates consecutive batch counters.
-uint64_t mix(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 Step make(const std::string& label, std::function<void(Frame&)> run) { return Step{label, std::move(run), {}, {}, {}}; }
 
 }  // namespace
@@ -63,18 +55,6 @@ Step max_pool2d_forward(const std::string& label, int x, int y, int state, const
 
 Step avg_pool2d_forward(const std::string& label, int x, int y, const Pool2dDescriptor& d) {
   return make(label, [=](Frame& f) { out(f, y) = metalnn::avg_pool2d_forward(in(f, x), d); });
-}
-
-Step dropout_forward(const std::string& label, int x, int y, int state, double keep_probability, uint64_t seed,
-                     std::shared_ptr<std::atomic<int64_t>> counter) {
-  return make(label, [=](Frame& f) {
-    DropoutDescriptor d;
-    d.keep_probability = keep_probability;
-    d.seed = mix(seed ^ mix((uint64_t)counter->fetch_add(1)));
-    auto [result, s] = metalnn::dropout_forward(in(f, x), d);
-    out(f, y) = result;
-    f.states[(size_t)state] = s;
-  });
 }
 
 Step copy_slot(const std::string& label, int x, int y) {
@@ -200,17 +180,6 @@ Step sgd_update(const std::string& label, std::vector<UpdateTarget> targets, con
   return make(label, [=](Frame& f) {
     auto g = gather(f, targets, 1);
     metalnn::sgd_step_many(g.values, g.grads, g.state[0], d);
-  });
-}
-
-Step adam_update(const std::string& label, std::vector<UpdateTarget> targets, const AdamDescriptor& d,
-                 std::shared_ptr<std::atomic<int64_t>> step_counter) {
-  return make(label, [=](Frame& f) {
-    auto g = gather(f, targets, 3);
-    // The counter advances only when the update succeeds, so a failed batch is not counted.
-    int64_t step = step_counter->load() + 1;
-    metalnn::adam_step_many(g.values, g.grads, g.state[0], g.state[1], g.state[2], step, d);
-    step_counter->store(step);
   });
 }
 

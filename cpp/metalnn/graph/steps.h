@@ -26,9 +26,6 @@ Step fully_connected_forward(const std::string& label, int x, int y, ParameterRe
 Step neuron_forward(const std::string& label, int x, int y, const NeuronDescriptor& d);
 Step max_pool2d_forward(const std::string& label, int x, int y, int state, const Pool2dDescriptor& d);
 Step avg_pool2d_forward(const std::string& label, int x, int y, const Pool2dDescriptor& d);
-// Each run draws a fresh mask: seed = base seed mixed with the counter, which advances per batch.
-Step dropout_forward(const std::string& label, int x, int y, int state, double keep_probability, uint64_t seed,
-                     std::shared_ptr<std::atomic<int64_t>> counter);
 Step copy_slot(const std::string& label, int x, int y);  // identity (dropout in inference), no copy
 Step softmax_forward(const std::string& label, int x, int y, bool log);
 Step softmax_cross_entropy_forward(const std::string& label, int logits, int labels, int weights, int loss,
@@ -59,8 +56,6 @@ struct UpdateTarget {
   std::vector<ParameterRef> state;  // momentum_buffer | m, v, v_max | s
 };
 Step sgd_update(const std::string& label, std::vector<UpdateTarget> targets, const SgdDescriptor& d);
-Step adam_update(const std::string& label, std::vector<UpdateTarget> targets, const AdamDescriptor& d,
-                 std::shared_ptr<std::atomic<int64_t>> step_counter);
 Step rmsprop_update(const std::string& label, std::vector<UpdateTarget> targets, const RmsPropDescriptor& d);
 
 }  // namespace metalnn::graph::steps

@@ -282,12 +282,6 @@ class Compiler:
         dy, y, dx = self._gradient_source(g), self.slot(node.result), self.slot(g.result)
         self.emit(g.label, "softmax_backward", dy, y, dx, node.log, inputs=[dy, y], outputs=[dx])
 
-    def emit_add_gradient(self, node, g):
-        # d(a + b)/da = d(a + b)/db = 1: the gradient image is shared, not copied.
-        if self.needed(g.result):
-            dy, dx = self._gradient_source(g), self.slot(g.result)
-            self.emit(g.label, "copy", dy, dx, inputs=[dy], outputs=[dx])
-
     # -- updates and lifetimes -------------------------------------------------------
     def emit_updates(self) -> None:
         self.graph._emit_updates(self)
