@@ -128,3 +128,51 @@ def test_fused_lstm_same_with_one_and_two_threads():
         mnn.set_num_threads(before)
     for a, b in zip(*out):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", ["team-odd", "stacked-bidirectional", "activity"])
+def test_backward_without_initial_state_gradients(case, threads):
+    # initial_state_gradients=False skips the first step's recurrent product: dh0 / dc0 come back
+    # None and every other gradient has the same bits as the full call.
+    T, B, sizes, bidir, with_states = CASES[case]
+    r = rng(31)
+    layers = _lstm(sizes, bidir)
+    D = 2 if bidir else 1
+    w = make_weights(layers, bidir, seed=32, scale=0.3)
+    x = r.standard_normal((T, B, sizes[0])).astype(np.float32)
+    h0 = [(r.standard_normal((B, s[2])) * 0.5).astype(np.float32) for s in layers for _ in range(D)] \
+        if with_states else None
+    _, _, _, st = rnn_forward(x, w, layers, bidir, h0, None, training=True)
+    gh = [r.standard_normal((B, s[2])).astype(np.float32) for s in layers for _ in range(D)]
+    dy = r.standard_normal((T, B, sizes[-1] * D)).astype(np.float32)
+    for dyk in (dy, None):
+        dx, dw, dh0, dc0 = rnn_backward(x, dyk, w, layers, bidir, st, gh)
+        dx2, dw2, dh02, dc02 = rnn_backward(x, dyk, w, layers, bidir, st, gh, initial_state_gradients=False)
+        assert all(a is None for a in dh02 + dc02) and len(dh02) == len(dh0)
+        assert np.array_equal(dx, dx2)
+        for a, b in zip(dw, dw2):
+            assert np.array_equal(a, b)
+
+
+def test_training_layer_skips_initial_state_gradients_only_when_not_asked():
+    # RNNMatrixTrainingLayer asks for dL/d(initial state) only when initial_state_gradients is given.
+    from metalnn.rnn import LSTMDescriptor, RecurrentState, RNNMatrixTrainingLayer
+
+    T, B, I, H = 5, 11, 7, 37
+    layer = RNNMatrixTrainingLayer(LSTMDescriptor(I, H))
+    w = layer.create_weight_matrices(seed=3)
+    x = rng(33).standard_normal((T, B, I)).astype(np.float32)
+    dh = rng(34).standard_normal((B, H)).astype(np.float32)
+    out = []
+    for want in (True, False):
+        states, grads = [], layer.create_weight_gradient_matrices(w)
+        layer.encode_forward_sequence(x, None, states, w)
+        init = [] if want else None
+        dx = layer.encode_gradient_sequence(x, None, None, grads, states, w,
+                                            final_state_gradients=[RecurrentState(dh)], initial_state_gradients=init)
+        out.append((dx, grads, init))
+    (dx1, g1, init1), (dx2, g2, _) = out
+    assert len(init1) == 1 and init1[0].h.shape == (B, H) and np.any(init1[0].h != 0)
+    assert np.array_equal(dx1, dx2)
+    for a, b in zip(g1, g2):
+        assert np.array_equal(a, b)

@@ -375,7 +375,7 @@ class RNNMatrixTrainingLayer:
                 if not isinstance(g, np.ndarray) or g.shape != np.shape(w):
                     raise ValueError(f"[{_OP}] weight_gradients ({n}) must be an array of shape {np.shape(w)}")
         dx, dweights, dh0, dc0 = rnn_backward(x, dy, weights, self.layers, self.bidirectional, state.core,
-                                              dh, dc)
+                                              dh, dc, initial_state_gradients is not None)
         if weight_gradients is not None:
             for g, d in zip(weight_gradients, dweights):
                 if self.accumulate_weight_gradients:

@@ -187,7 +187,7 @@ RnnForwardResult rnn_forward(const RnnDescriptor& desc, const Tensor& x, const s
 RnnBackwardResult rnn_backward(const RnnDescriptor& desc, const Tensor& x, const Tensor& dy,
                                const std::vector<Tensor>& dh_last, const std::vector<Tensor>& dc_last,
                                const std::vector<Tensor>& weights, const std::shared_ptr<State>& state,
-                               const std::vector<Tensor>* dweights_out) {
+                               const std::vector<Tensor>* dweights_out, bool initial_state_gradients) {
   const char* op = "rnn_backward";
   const RnnState& st = state_as<RnnState>(state, op, "rnn_forward(training=True)");
   check_x(op, desc, x);
@@ -227,16 +227,21 @@ RnnBackwardResult rnn_backward(const RnnDescriptor& desc, const Tensor& x, const
     r.dweights = *dweights_out;
   else
     for (const Tensor& w : weights) r.dweights.push_back(Tensor::empty(w.shape(), w.dtype(), dev));
+  // The CPU takes undefined entries as "not wanted"; the other backends always write them.
+  const bool alloc0 = initial_state_gradients || dev.type != DeviceType::cpu;
   for (size_t k = 0; k < st.buffers.size(); ++k) {
     const RnnLayerDescriptor& ld = desc.layers[k / (size_t)desc.directions()];
-    r.dh0.push_back(Tensor::empty({B, ld.hidden_size}, x.dtype(), dev));
-    r.dc0.push_back(ld.cell == MNN_RNN_LSTM ? Tensor::empty({B, ld.hidden_size}, x.dtype(), dev) : Tensor());
+    const bool lstm = ld.cell == MNN_RNN_LSTM;
+    r.dh0.push_back(alloc0 ? Tensor::empty({B, ld.hidden_size}, x.dtype(), dev) : Tensor());
+    r.dc0.push_back(alloc0 && lstm ? Tensor::empty({B, ld.hidden_size}, x.dtype(), dev) : Tensor());
   }
   dispatch(
       op, dev, [&] { cpu::rnn_backward(desc, x, dy, dh_last, dc_last, weights, st, r.dx, r.dweights, r.dh0, r.dc0); },
       [&] { metal::rnn_backward(desc, x, dy, dh_last, dc_last, weights, st, r.dx, r.dweights, r.dh0, r.dc0); },
       cuda_kernel(
           [&] { cuda::rnn_backward(desc, x, dy, dh_last, dc_last, weights, st, r.dx, r.dweights, r.dh0, r.dc0); }));
+  if (!initial_state_gradients)
+    for (size_t k = 0; k < r.dh0.size(); ++k) r.dh0[k] = r.dc0[k] = Tensor();
   return r;
 }
 

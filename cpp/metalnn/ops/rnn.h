@@ -89,10 +89,12 @@ RnnForwardResult rnn_forward(const RnnDescriptor& desc, const Tensor& x, const s
 // (dh_last / dc_last: empty or one per layer and direction, undefined entries are zero).
 // x is the forward input; state the one rnn_forward returned. dweights_out, when given, holds
 // one tensor per weight (its shape and dtype) that receives the weight gradients (views into
-// one flat gradient, say); result.dweights then refers to them.
+// one flat gradient, say); result.dweights then refers to them. initial_state_gradients false:
+// result.dh0 / dc0 entries are undefined (the CPU skips the product that makes them).
 RnnBackwardResult rnn_backward(const RnnDescriptor& desc, const Tensor& x, const Tensor& dy,
                                const std::vector<Tensor>& dh_last, const std::vector<Tensor>& dc_last,
                                const std::vector<Tensor>& weights, const std::shared_ptr<State>& state,
-                               const std::vector<Tensor>* dweights_out = nullptr);
+                               const std::vector<Tensor>* dweights_out = nullptr,
+                               bool initial_state_gradients = true);
 
 }  // namespace metalnn

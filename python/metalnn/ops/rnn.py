@@ -85,15 +85,18 @@ def rnn_backward(
     state: RnnState,
     dh_last: Sequence[ArrayLike | None] | None = None,
     dc_last: Sequence[ArrayLike | None] | None = None,
+    initial_state_gradients: bool = True,
 ):
     """Gradients of a loss L through the whole sequence (backpropagation through time).
 
     Given dy = dL/dy (None: zero) and optionally dL/d(final states), returns
     ``(dx, dweights, dh0, dc0)``: dL/dx, dL/d(each weight) in the weights' order and dtypes,
     and dL/d(initial states) per layer and direction (dc0 entries None for non-LSTM layers).
+    ``initial_state_gradients=False``: dh0 / dc0 entries are None and not computed (saves the
+    first step's recurrent product on the CPU).
     """
     return _core.ops.rnn_backward(x, dy, list(weights), list(layers), bidirectional, state,
-                                  _opt_list(dh_last), _opt_list(dc_last))
+                                  _opt_list(dh_last), _opt_list(dc_last), initial_state_gradients)
 
 
 def _opt_list(v):

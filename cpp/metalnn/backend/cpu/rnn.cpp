@@ -384,9 +384,10 @@ struct LayerGrad {
 };
 
 // One layer and direction backward. dy rows of ldy (may be null); dh/dc: in = dL/d(final state),
-// out = dL/d(initial state). x (T*B, I) is the layer input; dx (T*B, I) gets += dgates W.
+// out = dL/d(initial state) (dh unspecified on the fused LSTM path when !need_dh0). x (T*B, I) is
+// the layer input; dx (T*B, I) gets += dgates W.
 void layer_backward(const Layer& L, const float* x, const float* dy, int64_t ldy, float* dh, float* dc, float* dx,
-                    bool dx_accumulate, const LayerGrad& out) {
+                    bool dx_accumulate, const LayerGrad& out, bool need_dh0) {
   const int64_t T = L.T, B = L.B, I = L.I, H = L.H, G = L.G, GH = G * H;
   const bool gated = L.p.cell == MNN_RNN_GRU || L.p.cell == MNN_RNN_MGU;
   const bool lstm = L.p.cell == MNN_RNN_LSTM;
@@ -395,7 +396,7 @@ void layer_backward(const Layer& L, const float* x, const float* dy, int64_t ldy
   float* dg = reusable(dgates, T * B * GH);
   std::vector<float> dhp, dcp, drh;
   if (fused_lstm(L)) {
-    lstm_backward_fused(lstm_sequence(L), dy, ldy, dh, dc, dg);
+    lstm_backward_fused(lstm_sequence(L), dy, ldy, dh, dc, dg, need_dh0);
   } else {
     dhp.resize((size_t)(B * H));
     dcp.resize(lstm ? (size_t)(B * H) : 0);
@@ -597,7 +598,9 @@ void rnn_backward(const RnnDescriptor& d, const Tensor& x, const Tensor& dy, con
       std::vector<std::unique_ptr<FloatOut>> gouts;
       for (int j = 0; j < weights_per_layer(ld); ++j) gouts.push_back(std::make_unique<FloatOut>(dw[wi + j]));
       LayerGrad g{gouts[0]->get(), gouts[1]->get(), gouts[2]->get(), ld.peephole ? gouts[3]->get() : nullptr};
-      layer_backward(lay, in, dyl ? dyl + dir * H : nullptr, D * H, dh.data(), dc.data(), dxl, dir > 0, g);
+      // Undefined dh0 entries: the caller discards dL/dh_initial (ops rnn_backward).
+      layer_backward(lay, in, dyl ? dyl + dir * H : nullptr, D * H, dh.data(), dc.data(), dxl, dir > 0, g,
+                     dh0[k].defined());
       for (auto& o : gouts) o->finish();
       store_state(dh.data(), dh0[k]);
       if (ld.cell == MNN_RNN_LSTM) store_state(dc.data(), dc0[k]);

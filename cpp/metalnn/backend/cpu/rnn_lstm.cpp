@@ -352,7 +352,7 @@ void lstm_forward_fused(const LstmSequence& L, const float* x, float* y, int64_t
 }
 
 void lstm_backward_fused(const LstmSequence& L, const float* dy, int64_t ldy, float* dh, float* dc,
-                         float* dgates) {
+                         float* dgates, bool need_dh0) {
   const int64_t T = L.T, B = L.B, H = L.H, G = 4 * H, C = chunks_of(H);
   thread_local std::vector<float> packed, zeros;
   float* P = scratch(packed, (size_t)(C * NU * G));
@@ -388,6 +388,7 @@ void lstm_backward_fused(const LstmSequence& L, const float* dy, int64_t ldy, fl
       };
       cells(0, B, sh.cf0, sh.cf1);
       for (int k = 0; k < sh.parts; ++k) cells(sh.part[k].b0, sh.part[k].b1, sh.part[k].c, sh.part[k].c + 1);
+      if (s == 0 && !need_dh0) break;  // dL/dh_initial is discarded: no product, no barrier
       barrier.wait();  // the product reads every unit's gate gradients
       // dL/dh_{t-1} for this member's tiles. The next cell reads only these (no barrier);
       // step t-1's gate gradients go to another slice of dgates than the one read here.

@@ -24,7 +24,9 @@ void lstm_forward_fused(const LstmSequence& L, const float* x, float* y, int64_t
 
 // dy rows of ldy or null; dh / dc (B, H): in dL/d(final state), out dL/d(initial state).
 // Writes dgates (T, B, 4H), the gradients of the gate pre-activations (for the weight products).
+// need_dh0 false: the caller discards dL/dh_initial, so the first step's product (and its
+// barrier) is skipped and dh is left unspecified.
 void lstm_backward_fused(const LstmSequence& L, const float* dy, int64_t ldy, float* dh, float* dc,
-                         float* dgates);
+                         float* dgates, bool need_dh0 = true);
 
 }  // namespace metalnn::cpu
