@@ -158,8 +158,7 @@ def profile(args, clock, xs, ys) -> None:
         parts["gradients (incl. forward)"].append(clock() - t)
         t = clock()
         net.step_count += 1
-        for w, g, m, v in zip(net.parameters(), grads, net.m, net.v):
-            ops.adam_step(w, g, m, v, net.step_count, net.learning_rate)
+        ops.adam_step_many(net.parameters(), grads, net.m, net.v, net.step_count, net.learning_rate)
         parts["adam"].append(clock() - t)
     print("kernel API parts (median ms): " + ", ".join(f"{k} {np.median(v) * 1e3:.3f}" for k, v in parts.items()))
 
