@@ -29,36 +29,32 @@ void weights_adjoint(const float* dU, int64_t O, int64_t C, float* dw) {
     for (int q = 0; q < R * R; ++q) dw[i * R * R + q] = out[(size_t)(q * ld + i)];
 }
 
+// out = Mat d Mat^T per tile with the channels (Cp of them) as lanes: d the tile's IN x IN window
+// of channel-last planes W wide, out[(i * A + j) * X + t * Cp + c].
+template <int A, int IN, typename Mat>
+void channel_lanes(Mat mat, const TilePos* pos, int64_t nt, const float* const* images, int64_t W, int64_t Cp,
+                   int64_t X, float* out) {
+  for (int64_t t = 0; t < nt; ++t) {
+    const float* src = images[pos[t].image] + (pos[t].oy * W + pos[t].ox) * Cp;
+    for (int64_t c = 0; c < Cp; c += VW)
+      sandwich<A, IN, kRows>(
+          mat, [&](int k, int kk) { return load(src + (k * W + kk) * Cp + c); },
+          [&](int i, int j, vf v) { store(out + (i * A + j) * X + t * Cp + c, v); });
+  }
+}
+
 // V = B^T d B with the channels as lanes, from channel-last input planes.
 template <int M, int R>
 void input_cl(const Geometry& g, const TileBlock& b, const float* const* images, int64_t Cp, float* V) {
   constexpr int A = M + R - 1;
-  const int64_t W = g.in_w(), nt = b.count(), X = cl_stride(b, Cp);
-  const TilePos* pos = tile_positions(g, b, M);
-  for (int64_t t = 0; t < nt; ++t) {
-    const float* src = images[pos[t].image] + (pos[t].oy * W + pos[t].ox) * Cp;
-    for (int64_t c = 0; c < Cp; c += VW) {
-      sandwich<A, A, kRows>(
-          BT<M, R>{}, [&](int k, int kk) { return load(src + (k * W + kk) * Cp + c); },
-          [&](int i, int j, vf v) { store(V + (i * A + j) * X + t * Cp + c, v); });
-    }
-  }
+  channel_lanes<A, A>(BT<M, R>{}, tile_positions(g, b, M), b.count(), images, g.in_w(), Cp, cl_stride(b, Cp), V);
 }
 
 // dM = A dy A^T with the output channels as lanes, from channel-last output-gradient planes.
 template <int M, int R>
 void output_adjoint_cl(const Geometry& g, const TileBlock& b, const float* const* images, int64_t Op, float* dM) {
   constexpr int A = M + R - 1;
-  const int64_t W = g.out_w(), nt = b.count(), X = cl_stride(b, Op);
-  const TilePos* pos = tile_positions(g, b, M);
-  for (int64_t t = 0; t < nt; ++t) {
-    const float* src = images[pos[t].image] + (pos[t].oy * W + pos[t].ox) * Op;
-    for (int64_t o = 0; o < Op; o += VW) {
-      sandwich<A, M, kRows>(
-          AM<M, R>{}, [&](int a, int bb) { return load(src + (a * W + bb) * Op + o); },
-          [&](int i, int j, vf v) { store(dM + (i * A + j) * X + t * Op + o, v); });
-    }
-  }
+  channel_lanes<A, M>(AM<M, R>{}, tile_positions(g, b, M), b.count(), images, g.out_w(), Op, cl_stride(b, Op), dM);
 }
 
 #define METALNN_WINOGRAD_CL(M, R)                                                                             \
