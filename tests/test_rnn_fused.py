@@ -176,3 +176,29 @@ def test_training_layer_skips_initial_state_gradients_only_when_not_asked():
     assert np.array_equal(dx1, dx2)
     for a, b in zip(g1, g2):
         assert np.array_equal(a, b)
+
+
+def test_backward_into_given_weight_gradient_arrays():
+    # dweights_out: the kernel writes the caller's arrays (returned as dweights), same bits as
+    # the allocating call; wrong shapes or read-only arrays are refused before anything is written.
+    T, B, sizes = 4, 9, [11, 229]
+    layers = _lstm(sizes)
+    w = make_weights(layers, False, seed=35, scale=0.3)
+    x = rng(36).standard_normal((T, B, sizes[0])).astype(np.float32)
+    dy = rng(37).standard_normal((T, B, sizes[1])).astype(np.float32)
+    _, _, _, st = rnn_forward(x, w, layers, training=True)
+    dx, dw, _, _ = rnn_backward(x, dy, w, layers, False, st)
+    out = [np.full_like(a, np.nan) for a in w]
+    dx2, dw2, _, _ = rnn_backward(x, dy, w, layers, False, st, dweights_out=out)
+    assert np.array_equal(dx, dx2)
+    for a, b, o in zip(dw, dw2, out):
+        assert b is o and np.array_equal(a, o)
+    bad = [np.zeros_like(a) for a in w]
+    bad[1] = np.zeros((3, 3), np.float32)
+    with pytest.raises(ValueError, match="rnn_backward"):
+        rnn_backward(x, dy, w, layers, False, st, dweights_out=bad)
+    ro = [np.zeros_like(a) for a in w]
+    ro[0].setflags(write=False)
+    with pytest.raises(ValueError, match="writeable"):
+        rnn_backward(x, dy, w, layers, False, st, dweights_out=ro)
+    assert not np.any(bad[0]) and not np.any(ro[1])

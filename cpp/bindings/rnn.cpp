@@ -94,7 +94,7 @@ void bind_rnn(py::module_& ops) {
 
   ops.def("rnn_backward",
           [](py::handle x, py::handle dy, py::handle weights, py::handle layers, bool bidirectional, py::handle state,
-             py::handle dh_last, py::handle dc_last, bool initial_state_gradients) {
+             py::handle dh_last, py::handle dc_last, bool initial_state_gradients, py::handle dweights_out) {
             Call call("rnn_backward");
             RnnDescriptor d = parse_layers(call.op(), layers, bidirectional);
             Tensor tx = call.in(x, "x");
@@ -106,14 +106,30 @@ void bind_rnn(py::module_& ops) {
               fail(ErrorKind::Type, call.op(), "state must be the RnnState returned by rnn_forward(training=True), got ",
                    std::string(py::str(py::type::of(state).attr("__name__"))));
             auto st = state.cast<std::shared_ptr<State>>();
-            RnnBackwardResult r = without_gil(
-                [&] { return rnn_backward(d, tx, tdy, tdh, tdc, w, st, nullptr, initial_state_gradients); });
-            return py::make_tuple(call.out(r.dx), out_list(call, r.dweights), out_list(call, r.dh0),
-                                  out_list(call, r.dc0));
+            // dweights_out: the caller's arrays receive the weight gradients (no copy afterwards).
+            std::vector<Tensor> tdw;
+            if (!dweights_out.is_none()) {
+              if (!py::isinstance<py::sequence>(dweights_out) || py::isinstance<py::str>(dweights_out) ||
+                  py::isinstance<py::array>(dweights_out))
+                fail(ErrorKind::Type, call.op(), "dweights_out must be a list of arrays");
+              size_t k = 0;
+              for (py::handle item : py::reinterpret_borrow<py::sequence>(dweights_out)) {
+                std::string name = "dweights_out[" + std::to_string(k++) + "]";
+                tdw.push_back(call.in(item, name.c_str(), true));
+              }
+            }
+            RnnBackwardResult r = without_gil([&] {
+              return rnn_backward(d, tx, tdy, tdh, tdc, w, st, dweights_out.is_none() ? nullptr : &tdw,
+                                  initial_state_gradients);
+            });
+            py::object dws = dweights_out.is_none()
+                                 ? py::object(out_list(call, r.dweights))
+                                 : py::object(py::list(py::reinterpret_borrow<py::object>(dweights_out)));
+            return py::make_tuple(call.out(r.dx), dws, out_list(call, r.dh0), out_list(call, r.dc0));
           },
           py::arg("x"), py::arg("dy"), py::arg("weights"), py::arg("layers"), py::arg("bidirectional"),
           py::arg("state"), py::arg("dh_last") = py::none(), py::arg("dc_last") = py::none(),
-          py::arg("initial_state_gradients") = true);
+          py::arg("initial_state_gradients") = true, py::arg("dweights_out") = py::none());
 
   // Graph steps (RNNNode): the weights are one flat parameter viewed as the layer's matrices.
   using graph::Program;

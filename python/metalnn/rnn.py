@@ -374,9 +374,14 @@ class RNNMatrixTrainingLayer:
             for g, w, n in zip(wg, weights, self.weight_names()):
                 if not isinstance(g, np.ndarray) or g.shape != np.shape(w):
                     raise ValueError(f"[{_OP}] weight_gradients ({n}) must be an array of shape {np.shape(w)}")
+        # Gradient matrices the kernel can write itself (no copy): contiguous, the weights' dtype.
+        direct = weight_gradients is not None and not self.accumulate_weight_gradients and all(
+            isinstance(w, np.ndarray) and g.dtype == w.dtype and g.flags.c_contiguous and g.flags.writeable
+            for g, w in zip(wg, weights))
         dx, dweights, dh0, dc0 = rnn_backward(x, dy, weights, self.layers, self.bidirectional, state.core,
-                                              dh, dc, initial_state_gradients is not None)
-        if weight_gradients is not None:
+                                              dh, dc, initial_state_gradients is not None,
+                                              dweights_out=wg if direct else None)
+        if weight_gradients is not None and not direct:
             for g, d in zip(weight_gradients, dweights):
                 if self.accumulate_weight_gradients:
                     g += np.asarray(d, dtype=g.dtype)

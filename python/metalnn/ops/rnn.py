@@ -86,6 +86,7 @@ def rnn_backward(
     dh_last: Sequence[ArrayLike | None] | None = None,
     dc_last: Sequence[ArrayLike | None] | None = None,
     initial_state_gradients: bool = True,
+    dweights_out: Sequence[np.ndarray] | None = None,
 ):
     """Gradients of a loss L through the whole sequence (backpropagation through time).
 
@@ -93,10 +94,12 @@ def rnn_backward(
     ``(dx, dweights, dh0, dc0)``: dL/dx, dL/d(each weight) in the weights' order and dtypes,
     and dL/d(initial states) per layer and direction (dc0 entries None for non-LSTM layers).
     ``initial_state_gradients=False``: dh0 / dc0 entries are None and not computed (saves the
-    first step's recurrent product on the CPU).
+    first step's recurrent product on the CPU). ``dweights_out``: C-contiguous writeable arrays
+    (the weights' shapes and dtypes) that receive dweights in place; they are returned as dweights.
     """
     return _core.ops.rnn_backward(x, dy, list(weights), list(layers), bidirectional, state,
-                                  _opt_list(dh_last), _opt_list(dc_last), initial_state_gradients)
+                                  _opt_list(dh_last), _opt_list(dc_last), initial_state_gradients,
+                                  None if dweights_out is None else list(dweights_out))
 
 
 def _opt_list(v):
