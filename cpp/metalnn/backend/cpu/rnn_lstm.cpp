@@ -23,6 +23,7 @@
 // R = 4). Forward, the 4 vectors are the gates i, f, g, o of one chunk of NU units, so the tile
 // is exactly what the cell of those units needs; backward they are 4 chunks of dL/dh_prev.
 // Rows stay in the (B, .) layouts the rest of the layer uses, so the cells run on contiguous units.
+// A last chunk of at most NU / 2 units runs on half vectors (and counts half in the team's split).
 
 namespace metalnn::cpu {
 namespace {
@@ -43,8 +44,18 @@ constexpr int MR = 2;  // AVX2's 16 registers
 inline vf loadv(const float* p) { return *(const vfu*)p; }
 inline void storev(float* p, vf v) { *(vfu*)p = v; }
 
+// Half vectors for a last chunk of at most NU / 2 units (H = 200: 8 of 16), which full
+// vectors would compute twice over. Same panel layouts; only the first half of each slot is read.
+constexpr int64_t NH = NU / 2;
+typedef float vh __attribute__((vector_size(NH * 4)));
+typedef float vhu __attribute__((vector_size(NH * 4), aligned(4)));
+inline vh loadv(const float* p, vh) { return *(const vhu*)p; }
+inline vf loadv(const float* p, vf) { return loadv(p); }
+inline void storev(float* p, vh v) { *(vhu*)p = v; }
+
 // gcc would fold each weight load into every FMA that uses it (R loads instead of one).
-inline void pin(vf& v) {
+template <class V>
+inline void pin(V& v) {
 #if defined(__AVX512F__)
   asm("" : "+v"(v));
 #elif defined(__AVX__)
@@ -68,20 +79,32 @@ inline vf fmav(float x, vf b, vf acc) {
 #endif
 }
 
+inline vh fmav(float x, vh b, vh acc) {
+#if defined(__FMA__) && defined(__AVX512F__)
+  return (vh)_mm256_fmadd_ps(_mm256_set1_ps(x), (__m256)b, (__m256)acc);
+#elif defined(__FMA__)
+  return (vh)_mm_fmadd_ps(_mm_set1_ps(x), (__m128)b, (__m128)acc);
+#else
+  return acc + x * b;
+#endif
+}
+
 float* scratch(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
   return v.data();
 }
 
 int64_t chunks_of(int64_t H) { return (H + NU - 1) / NU; }
+// Whether the last chunk runs on half vectors.
+bool half_last(int64_t H) { return NU > 8 && H - (chunks_of(H) - 1) * NU <= NH; }
 
-// acc[r][v] += sum_k a[r * lda + k] * p[k * 8 * NV + v * 8 .. +8]: rows x NV vectors.
-template <int R, int NV>
-inline void tile(const float* __restrict a, int64_t lda, const float* __restrict p, int64_t K, vf (&acc)[R][NV]) {
+// acc[r][v] += sum_k a[r * lda + k] * p[k * NV * NU + v * NU ..]: rows x NV vectors (full or half).
+template <int R, int NV, class V>
+inline void tile(const float* __restrict a, int64_t lda, const float* __restrict p, int64_t K, V (&acc)[R][NV]) {
   for (int64_t k = 0; k < K; ++k, p += NV * NU) {
-    vf b[NV];
+    V b[NV];
     for (int v = 0; v < NV; ++v) {
-      b[v] = loadv(p + v * NU);
+      b[v] = loadv(p + v * NU, V{});
       pin(b[v]);
     }
     for (int r = 0; r < R; ++r) {
@@ -153,35 +176,38 @@ struct Step {
   int64_t ldy, Kh;
 };
 
-// Rows [b0, b0 + R) x chunk c: x W^T + h U^T into the gate slots, then the cell.
-template <int R>
+// Rows [b0, b0 + R) x chunk c: x W^T + h U^T into the gate slots, then the cell. V: vh for
+// the half last chunk.
+template <int R, class V>
 __attribute__((noinline)) void forward_block(const LstmSequence& L, const Step& st, const float* panel, int64_t b0,
                                              int64_t c) {
   const int64_t I = L.I, H = L.H, G = 4 * H, j0 = c * NU, nv = std::min(NU, H - j0);
-  vf acc[R][4];
+  V acc[R][4];
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < 4; ++q) acc[r][q] = vf{};
+    for (int q = 0; q < 4; ++q) acc[r][q] = V{};
   tile<R, 4>(st.xt + b0 * I, I, panel, I, acc);
   tile<R, 4>(st.hprev + b0 * H, H, panel + I * 4 * NU, st.Kh, acc);
-  if (nv == NU) {
-    const vf bi = loadv(L.bias + j0), bf = loadv(L.bias + H + j0), bg = loadv(L.bias + 2 * H + j0),
-             bo = loadv(L.bias + 3 * H + j0);
-    for (int r = 0; r < R; ++r) {
-      const int64_t b = b0 + r;
-      float* g = st.gt + b * G + j0;
-      const vf i = sigmoidv(acc[r][0] + bi), f = sigmoidv(acc[r][1] + bf), gg = tanhv(acc[r][2] + bg),
-               o = sigmoidv(acc[r][3] + bo);
-      const vf c = f * loadv(st.cprev + b * H + j0) + i * gg;
-      const vf h = o * tanhv(c);
-      storev(g, i);
-      storev(g + H, f);
-      storev(g + 2 * H, gg);
-      storev(g + 3 * H, o);
-      storev(st.cn + b * H + j0, c);
-      storev(st.hn + b * H + j0, h);
-      storev(st.yt + b * st.ldy + j0, h);
+  if constexpr (std::is_same<V, vf>::value) {
+    if (nv == NU) {
+      const vf bi = loadv(L.bias + j0), bf = loadv(L.bias + H + j0), bg = loadv(L.bias + 2 * H + j0),
+               bo = loadv(L.bias + 3 * H + j0);
+      for (int r = 0; r < R; ++r) {
+        const int64_t b = b0 + r;
+        float* g = st.gt + b * G + j0;
+        const vf i = sigmoidv(acc[r][0] + bi), f = sigmoidv(acc[r][1] + bf), gg = tanhv(acc[r][2] + bg),
+                 o = sigmoidv(acc[r][3] + bo);
+        const vf c = f * loadv(st.cprev + b * H + j0) + i * gg;
+        const vf h = o * tanhv(c);
+        storev(g, i);
+        storev(g + H, f);
+        storev(g + 2 * H, gg);
+        storev(g + 3 * H, o);
+        storev(st.cn + b * H + j0, c);
+        storev(st.hn + b * H + j0, h);
+        storev(st.yt + b * st.ldy + j0, h);
+      }
+      return;
     }
-    return;
   }
   for (int r = 0; r < R; ++r) {  // the last chunk, fewer than NU units
     const int64_t b = b0 + r;
@@ -204,10 +230,17 @@ __attribute__((noinline)) void forward_block(const LstmSequence& L, const Step& 
 
 // Panels of up to 4 chunks of U's columns: per n (row of U), the units side by side.
 // Panel of chunks [c, c + nc) starts at P + c * NU * G.
+// Chunks in the panel that starts at c (of [c, c1)): up to 4, the half last chunk alone.
+int64_t panel_chunks(int64_t c, int64_t c1, int64_t H) {
+  const int64_t nc = std::min<int64_t>(4, c1 - c);
+  return nc > 1 && half_last(H) && c + nc == chunks_of(H) ? nc - 1 : nc;
+}
+
 void pack_backward(const LstmSequence& L, float* P, int64_t c0, int64_t c1) {
   const int64_t H = L.H, G = 4 * H;
-  for (int64_t c = c0; c < c1; c += 4) {
-    const int64_t width = std::min<int64_t>(4, c1 - c) * NU, n_in = std::min(width, H - c * NU);
+  for (int64_t c = c0, nc; c < c1; c += nc) {
+    nc = panel_chunks(c, c1, H);
+    const int64_t width = nc * NU, n_in = std::min(width, H - c * NU);
     float* p = P + c * NU * G;
     for (int64_t n = 0; n < G; ++n, p += width) {
       std::memcpy(p, L.U + n * H + c * NU, (size_t)n_in * sizeof(float));
@@ -252,12 +285,12 @@ inline void cell_backward_chunk(const float* g, const float* dh, const float* dy
 
 // dh rows [b0, b0 + R), units of chunks [c, c + NV): the step's gate gradients times U's panel.
 // Not inlined: each tile gets its own register allocation (inlined, the accumulators spill).
-template <int R, int NV>
+template <int R, int NV, class V = vf>
 __attribute__((noinline)) void backward_block(const float* dgt, int64_t G, const float* panel, float* dh, int64_t H,
                                               int64_t b0, int64_t c) {
-  vf acc[R][NV];
+  V acc[R][NV];
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = vf{};
+    for (int v = 0; v < NV; ++v) acc[r][v] = V{};
   tile<R, NV>(dgt + b0 * G, G, panel, G, acc);
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) {
@@ -276,9 +309,15 @@ __attribute__((noinline)) void backward_block(const float* dgt, int64_t G, const
 template <int R>
 void backward_rows(const float* dgt, int64_t G, const float* P, float* dh, int64_t H, int64_t b0, int64_t c0,
                    int64_t c1) {
-  for (int64_t c = c0; c < c1; c += 4) {
+  const bool half = half_last(H);
+  for (int64_t c = c0, nc; c < c1; c += nc) {
+    nc = panel_chunks(c, c1, H);
     const float* panel = P + c * NU * G;
-    switch (std::min<int64_t>(4, c1 - c)) {
+    if (half && c + 1 == chunks_of(H)) {
+      backward_block<R, 1, vh>(dgt, G, panel, dh, H, b0, c);
+      continue;
+    }
+    switch (nc) {
       case 4: backward_block<R, 4>(dgt, G, panel, dh, H, b0, c); break;
       case 3: backward_block<R, 3>(dgt, G, panel, dh, H, b0, c); break;
       case 2: backward_block<R, 2>(dgt, G, panel, dh, H, b0, c); break;
@@ -304,9 +343,20 @@ struct Share {
   int parts = 0;
 };
 
-Share member_share(int64_t C, int64_t B, int rank, int team) {
-  const int64_t W = C * B, w0 = W * rank / team, w1 = W * (rank + 1) / team;
-  const int64_t c0 = w0 / B, r0 = w0 % B, c1 = w1 / B, r1 = w1 % B;
+// Work is counted in half-chunk rows (a row of the half last chunk costs 1, others 2).
+Share member_share(int64_t C, int64_t B, bool half, int rank, int team) {
+  const int64_t full = 2 * B * (half ? C - 1 : C), W = full + (half ? B : 0);
+  auto at = [&](int64_t w, int64_t& c, int64_t& r) {  // the tile where work w starts
+    if (w < full) {
+      c = w / (2 * B), r = (w % (2 * B)) / 2;
+    } else {
+      c = half ? C - 1 : C, r = w - full;
+      if (r == B) ++c, r = 0;
+    }
+  };
+  int64_t c0, r0, c1, r1;
+  at(W * rank / team, c0, r0);
+  at(W * (rank + 1) / team, c1, r1);
   Share sh;
   if (c0 == c1) {
     if (r1 > r0) sh.part[sh.parts++] = {c0, r0, r1};
@@ -326,9 +376,10 @@ void lstm_forward_fused(const LstmSequence& L, const float* x, float* y, int64_t
   thread_local std::vector<float> packed;
   float* P = scratch(packed, (size_t)(C * K * 4 * NU));
   const int team = team_size(B, H);
+  const bool half = half_last(H);
   SpinBarrier barrier(team);
   parallel_team(team, [&](int rank, int n) {
-    const Share sh = member_share(C, B, rank, n);
+    const Share sh = member_share(C, B, half, rank, n);
     // Each chunk is packed once: by its whole-chunk owner, or by the member whose piece starts at row 0.
     pack_forward(L, P, sh.cf0, sh.cf1);
     for (int k = 0; k < sh.parts; ++k)
@@ -342,7 +393,14 @@ void lstm_forward_fused(const LstmSequence& L, const float* x, float* y, int64_t
                     s == 0 && h0_zero ? 0 : H};
       auto rows = [&](int64_t c, int64_t b0, int64_t b1) {
         const float* panel = P + c * K * 4 * NU;
-        over_row_blocks(b0, b1, [&](int64_t b, auto r) { forward_block<decltype(r)::value>(L, st, panel, b, c); });
+        auto blocks = [&](auto v) {
+          using V = decltype(v);
+          over_row_blocks(b0, b1, [&](int64_t b, auto r) { forward_block<decltype(r)::value, V>(L, st, panel, b, c); });
+        };
+        if (half && c + 1 == C)
+          blocks(vh{});
+        else
+          blocks(vf{});
       };
       for (int64_t c = sh.cf0; c < sh.cf1; ++c) rows(c, 0, B);
       for (int k = 0; k < sh.parts; ++k) rows(sh.part[k].c, sh.part[k].b0, sh.part[k].b1);
@@ -359,9 +417,10 @@ void lstm_backward_fused(const LstmSequence& L, const float* dy, int64_t ldy, fl
   const float* zero_row = scratch(zeros, (size_t)H);
   std::fill(zeros.begin(), zeros.end(), 0.f);
   const int team = team_size(B, H);
+  const bool half = half_last(H);
   SpinBarrier barrier(team);
   parallel_team(team, [&](int rank, int n) {
-    const Share sh = member_share(C, B, rank, n);
+    const Share sh = member_share(C, B, half, rank, n);
     pack_backward(L, P, sh.cf0, sh.cf1);  // whole chunks in panels of up to 4, pieces alone
     for (int k = 0; k < sh.parts; ++k)
       if (sh.part[k].b0 == 0) pack_backward(L, P, sh.part[k].c, sh.part[k].c + 1);
