@@ -24,3 +24,14 @@ def torch():
     if not torch.cuda.is_available():
         pytest.skip("PyTorch has no CUDA")
     return torch
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request):
+    """Runs a test with 1 and with 2 worker threads (results must not depend on the count)."""
+    import metalnn as mnn
+
+    before = mnn.num_threads()
+    mnn.set_num_threads(request.param)
+    yield request.param
+    mnn.set_num_threads(before)

@@ -9,19 +9,10 @@ import threading
 import numpy as np
 import pytest
 
-import metalnn as mnn
 from metalnn import ops
 from metalnn.layers import Conv2d, Flatten, Linear, MaxPool2d, Sequential
 
 from helpers import assert_close, rng
-
-
-@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def threads(request):
-    before = mnn.num_threads()
-    mnn.set_num_threads(request.param)
-    yield request.param
-    mnn.set_num_threads(before)
 
 
 @pytest.mark.parametrize("O,F", [(1, 1), (3, 17), (37, 15), (1029, 3137), (10, 1024)])

@@ -174,7 +174,8 @@ def test_gradients_match_finite_differences(cell, case):
         assert np.all(dx[2:, 1] == 0) and np.all(dx[4:, 2] == 0)
 
 
-@pytest.mark.parametrize("cell", [c for c in CELLS if c[1] == "tanh"], ids=[i for c, i in zip(CELLS, IDS) if c[1] == "tanh"])
+@pytest.mark.parametrize("cell", [c for c in CELLS if c[1] == "tanh"],
+                         ids=[i for c, i in zip(CELLS, IDS) if c[1] == "tanh"])
 @pytest.mark.parametrize("h0_kind", ["none", "zeros", "one-nonzero-row"])
 def test_weight_gradients_with_zero_initial_state(cell, h0_kind):
     # A zero initial state lets the recurrent weight products skip the first step's rows (the

@@ -18,14 +18,6 @@ from metalnn.ops.rnn import rnn_backward, rnn_forward
 from helpers import assert_close, rng
 
 
-@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def threads(request):
-    before = mnn.num_threads()
-    mnn.set_num_threads(request.param)
-    yield request.param
-    mnn.set_num_threads(before)
-
-
 def _lstm(sizes, bidirectional=False):
     D = 2 if bidirectional else 1
     return [("lstm", sizes[k] if k == 0 else sizes[k] * D, sizes[k + 1], "tanh", False, False)
