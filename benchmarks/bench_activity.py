@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 
 import numpy as np
+from _interleave import add_timing_args, clock_of, threads_of, time_interleaved
 
 import metalnn as mnn
 from metalnn.examples.activity import ActivityClassifier, build_graphs
@@ -70,13 +70,7 @@ def torch_step_fn(net: ActivityClassifier, batch: int, threads: int, device: str
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--runs", type=int, default=60, help="timed rounds (one step of every path each)")
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--block", type=int, default=5,
-                    help="calls per path in a row within a round (1: strict alternation)")
-    ap.add_argument("--threads", type=int, default=0, help="threads for both libraries (default: all cores)")
-    ap.add_argument("--clock", choices=("wall", "process"), default="wall",
-                    help="wall time, or this process's CPU time (steadier when shared; use with --threads 1)")
+    add_timing_args(ap, runs=60, warmup=5, block=5)
     ap.add_argument("--paths", default="kernel,graph,pytorch", help="paths to time (comma separated)")
     ap.add_argument("--profile", action="store_true", help="split the kernel-API step into its parts")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -84,8 +78,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.device == "cuda" and args.paths == "kernel,graph,pytorch":
         args.paths = "graph,pytorch"
-    clock = time.process_time if args.clock == "process" else time.perf_counter
-    threads = args.threads or os.cpu_count() or 1
+    clock = clock_of(args)
+    threads = threads_of(args)
     mnn.set_num_threads(threads)
 
     rng = np.random.default_rng(0)
@@ -107,19 +101,7 @@ def main(argv=None) -> None:
         except ImportError:
             pass
 
-    times: dict[str, list[float]] = {k: [] for k in paths}
-    for i in range(args.warmup):
-        for fn in paths.values():
-            fn(xs[i % 4], ys[i % 4])
-    # Rounds of `block` steps per path: with more than one thread, each library's idle workers
-    # spin for a while after its calls and would take the cores from the other at every switch.
-    for r0 in range(0, args.runs, args.block):
-        for k, fn in paths.items():
-            for r in range(r0, min(args.runs, r0 + args.block)):
-                x, y = xs[r % 4], ys[r % 4]
-                t = clock()
-                fn(x, y)
-                times[k].append(clock() - t)
+    times = time_interleaved(paths, list(zip(xs, ys)), args)
 
     print(f"machine: {platform.machine()} {os.cpu_count()} cores; threads {threads}; metalnn BLAS: "
           f"{mnn.blas_info()}; load average {os.getloadavg()[0]:.2f}")

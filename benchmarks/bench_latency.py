@@ -17,6 +17,7 @@ import platform
 import time
 
 import numpy as np
+from _interleave import add_timing_args, threads_of, time_interleaved
 
 import metalnn as mnn
 from metalnn import ops
@@ -98,19 +99,12 @@ def torch_model(p: dict, threads: int):
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=300, help="timed rounds (each runs every path once)")
-    ap.add_argument("--warmup", type=int, default=20)
-    ap.add_argument("--block", type=int, default=25,
-                    help="calls per path in a row within a round (1: strict alternation)")
-    ap.add_argument("--threads", type=int, default=0, help="threads for both libraries (default: all cores)")
-    ap.add_argument("--clock", choices=("wall", "process"), default="wall",
-                    help="wall time, or this process's CPU time (steadier when shared; use with --threads 1)")
+    add_timing_args(ap, runs=300, warmup=20, block=25)
     ap.add_argument("--profile", action="store_true", help="also print the kernel API's per-layer times")
     ap.add_argument("--paths", default="kernel,graph,graph_encode,sequential",
                     help="metalnn paths to time (comma separated)")
     args = ap.parse_args(argv)
-    clock = time.process_time if args.clock == "process" else time.perf_counter
-    threads = args.threads or os.cpu_count() or 1
+    threads = threads_of(args)
     mnn.set_num_threads(threads)
 
     model = build_sequential()
@@ -159,19 +153,7 @@ def main(argv=None) -> None:
     print(f"batch-1 vs batch-8 rows (kernel API): max |diff| {diff:.2g} (rounding of different kernels; "
           f"limit {1e-4 * scale:.2g})")
 
-    times: dict[str, list[float]] = {k: [] for k in paths}
-    for _ in range(args.warmup):
-        for fn in paths.values():
-            fn(images[0])
-    # Rounds of `block` calls per path: with more than one thread, each library's idle workers
-    # spin for a while after its calls and would take the cores from the other at every switch.
-    for r0 in range(0, args.runs, args.block):
-        for name, fn in paths.items():
-            for r in range(r0, min(args.runs, r0 + args.block)):
-                x = images[r % len(images)]
-                t = clock()
-                fn(x)
-                times[name].append(clock() - t)
+    times = time_interleaved(paths, [(x,) for x in images], args)
 
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores; threads {threads}; "
           f"metalnn BLAS: {mnn.blas_info()}; load average {os.getloadavg()[0]:.2f}")
