@@ -3,14 +3,8 @@
 # .cg_base/ (the executor before capture-once; .cg_base/NEW_FILES lists files the baseline
 # lacks), both built here; the CUDA tests and racecheck on this tree; bench_cuda.py training and
 # inference rows for baseline and new, interleaved twice, in one run. Output under $OUT.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT="${OUT:-$PWD/cuda_graph_out}"; mkdir -p "$OUT"
-PY="${PYTHON:-python3}"
-export PYTHONUNBUFFERED=1
-s() { echo "== $*" | tee -a "$OUT/summary.txt"; }
-t0=$(date +%s)
-cap() { local l=$(( ${BUDGET:-340} - ($(date +%s) - t0) - 20 )); (( l < $1 )) && echo $(( l > 5 ? l : 5 )) || echo "$1"; }
+OUT_NAME=cuda_graph_out BUDGET_DEFAULT=340 CAP_MARGIN=20
+source "$(dirname "$0")/device_run.sh"
 build() {
   cmake -S . -B build/g -G Ninja -DCMAKE_BUILD_TYPE=Release -DMETALNN_BUILD_PYTHON=ON -DMETALNN_BUILD_CUDA=ON \
     -Dpybind11_DIR="$("$PY" -c 'import pybind11;print(pybind11.get_cmake_dir())')" > /tmp/build_$1.log 2>&1 &&

@@ -3,15 +3,8 @@
 # the other CUDA tests, compute-sanitizer memcheck on digit-net steps that replay a captured
 # graph, and a short bench_cuda.py. Logs under $OUT; a summary at the end of the output.
 #   [BENCH_ARGS="..."] tools/cuda_graph_check.sh
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT="${OUT:-$PWD/cuda_graph_out}"; mkdir -p "$OUT"
-PY="${PYTHON:-python3}"
-export PYTHONUNBUFFERED=1
-s() { echo "== $*" | tee -a "$OUT/summary.txt"; }
-t0=$(date +%s)
-# Seconds for the next stage: at most $1, and never past BUDGET (default 340) overall.
-cap() { local l=$(( ${BUDGET:-340} - ($(date +%s) - t0) - 45 )); (( l < $1 )) && echo $(( l > 5 ? l : 5 )) || echo "$1"; }
+OUT_NAME=cuda_graph_out BUDGET_DEFAULT=340 CAP_MARGIN=45
+source "$(dirname "$0")/device_run.sh"
 s "$(nvidia-smi -L | head -1)"
 if ! { cmake -S . -B build/g -G Ninja -DCMAKE_BUILD_TYPE=Release -DMETALNN_BUILD_PYTHON=ON -DMETALNN_BUILD_CUDA=ON \
        -Dpybind11_DIR="$("$PY" -c 'import pybind11;print(pybind11.get_cmake_dir())')" && cmake --build build/g -j16; } \

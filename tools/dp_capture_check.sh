@@ -4,15 +4,8 @@
 # graphs off, 2 GPUs eager / captured / without all-reduce, other bucket sizes), then the
 # two-GPU tests again with NCCL's all-reduce inside the graphs (diagnosis). Logs under $OUT.
 #   [BUDGET=450] tools/dp_capture_check.sh
-set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT="${OUT:-$PWD/dp_capture_out}"; mkdir -p "$OUT"
-PY="${PYTHON:-python3}"
-export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0  # never NVLink multicast on shared machines
-t0=$(date +%s)
-s() { echo "== [$(( $(date +%s) - t0 )) s] $*" | tee -a "$OUT/summary.txt"; }
-# Seconds for the next stage: at most $1, never past BUDGET overall (minus a margin).
-cap() { local l=$(( ${BUDGET:-450} - ($(date +%s) - t0) - 10 )); (( l < $1 )) && echo $(( l > 5 ? l : 5 )) || echo "$1"; }
+OUT_NAME=dp_capture_out BUDGET_DEFAULT=450 CAP_MARGIN=10
+source "$(dirname "$0")/device_run.sh"
 s "$(nvidia-smi -L | tr '\n' ' ')"
 nvidia-smi topo -m 2>&1 | head -4 >> "$OUT/summary.txt"
 if ! METALNN_BUILD_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=32 "$PY" -m pip install --no-build-isolation --no-deps . \
@@ -35,14 +28,12 @@ s "bench inception rc $?"; grep -E "^\|" "$OUT/bench_inception.log"
 timeout $(cap 90) "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_graph_capture.py > "$OUT/test_capture.log" 2>&1
 s "test_cuda_graph_capture: $(tail -1 "$OUT/test_capture.log")"
 grep -E "^(FAILED|ERROR)" "$OUT/test_capture.log" | head -10
-# Diagnosis: the same tests with NCCL's all-reduce inside the graphs -- ncclAvg as is, ncclAvg
-# without NCCL's graph buffer registration, and ncclSum followed by our own scale kernel.
-for v in "avg:" "avg:NCCL_GRAPH_REGISTER=0" "sum:"; do
-  mode=${v%%:*}; extra=${v#*:}
-  a=1; [[ $mode == sum ]] && a=sum
-  env METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=$a $extra timeout $(cap 60) "$PY" -m pytest -q -p no:cacheprovider \
-    tests/test_cuda_distributed.py > "$OUT/diag.log" 2>&1
-  s "test_cuda_distributed, graph all-reduce $mode ${extra}: $(tail -1 "$OUT/diag.log")"
+# Diagnosis (issue #11's open mismatch): the two-GPU tests with distributed programs captured
+# (opt-in) under each averaging: ncclSum + scale (default), ncclAvg, and the all-gather.
+for a in sum avg gather; do
+  METALNN_DISTRIBUTED_CUDA_GRAPHS=1 METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=$a timeout $(cap 60) "$PY" -m pytest -q \
+    -p no:cacheprovider tests/test_cuda_distributed.py > "$OUT/diag.log" 2>&1
+  s "test_cuda_distributed, captured, averaging $a: $(tail -1 "$OUT/diag.log")"
   cat "$OUT/diag.log" >> "$OUT/test_dist_graph_allreduce.log"
 done
 rm -f "$OUT/diag.log"
