@@ -9,6 +9,20 @@ import numpy as np
 
 GATES = {"single_gate": 1, "lstm": 4, "gru": 3, "mgu": 2}
 
+# The cells every RNN suite checks: (cell, activation, peephole, flip_output_gates), and their test ids.
+CELLS = [
+    ("single_gate", "tanh", False, False),
+    ("single_gate", "relu", False, False),
+    ("single_gate", "sigmoid", False, False),
+    ("lstm", "tanh", False, False),
+    ("lstm", "tanh", True, False),
+    ("gru", "tanh", False, False),
+    ("gru", "tanh", False, True),
+    ("mgu", "tanh", False, False),
+    ("mgu", "tanh", False, True),
+]
+IDS = [f"{c}-{a}" + ("-peep" if p else "") + ("-flip" if f else "") for c, a, p, f in CELLS]
+
 def sig(v):
     return 1 / (1 + np.exp(-v))
 

@@ -6,7 +6,7 @@ Skipped unless this build has a CUDA device (mnn.available_devices() lists cuda)
 
 import numpy as np
 import pytest
-from rnn_reference import make_weights
+from rnn_reference import CELLS, IDS, make_weights
 
 import metalnn as mnn
 from metalnn.ops.rnn import rnn_backward, rnn_forward
@@ -17,17 +17,6 @@ pytestmark = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device in this bui
 # cuBLAS and the CPU BLAS sum in different orders; float16 results are rounded once from float32.
 TOL = {"float32": (2e-5, 2e-5), "float16": (4e-3, 4e-3)}
 
-CELLS = [
-    ("single_gate", "tanh", False, False),
-    ("single_gate", "relu", False, False),
-    ("single_gate", "sigmoid", False, False),
-    ("lstm", "tanh", False, False),
-    ("lstm", "tanh", True, False),
-    ("gru", "tanh", False, False),
-    ("gru", "tanh", False, True),
-    ("mgu", "tanh", False, False),
-    ("mgu", "tanh", False, True),
-]
 
 
 def _cuda(a):
@@ -46,8 +35,7 @@ def _close(got, ref, dtype, what=""):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("cell", CELLS, ids=[f"{c[0]}-{c[1]}{'-peep' if c[2] else ''}{'-flip' if c[3] else ''}"
-                                             for c in CELLS])
+@pytest.mark.parametrize("cell", CELLS, ids=IDS)
 def test_matches_cpu(cell, bidirectional, dtype):
     c, act, peep, flip = cell
     D = 2 if bidirectional else 1

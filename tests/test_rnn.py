@@ -5,7 +5,7 @@ bad input."""
 
 import numpy as np
 import pytest
-from rnn_reference import make_weights, ref_rnn
+from rnn_reference import CELLS, IDS, make_weights, ref_rnn
 
 from metalnn.ops.rnn import rnn_backward, rnn_forward
 from metalnn.rnn import (
@@ -18,20 +18,6 @@ from metalnn.rnn import (
 )
 
 from helpers import assert_close, raises_named, rng
-
-# (cell, activation, peephole, flip_output_gates)
-CELLS = [
-    ("single_gate", "tanh", False, False),
-    ("single_gate", "relu", False, False),
-    ("single_gate", "sigmoid", False, False),
-    ("lstm", "tanh", False, False),
-    ("lstm", "tanh", True, False),
-    ("gru", "tanh", False, False),
-    ("gru", "tanh", False, True),
-    ("mgu", "tanh", False, False),
-    ("mgu", "tanh", False, True),
-]
-IDS = [f"{c}-{a}" + ("-peep" if p else "") + ("-flip" if f else "") for c, a, p, f in CELLS]
 
 
 def _layers(cell, sizes, bidirectional=False):

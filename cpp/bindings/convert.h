@@ -14,6 +14,9 @@ namespace py = pybind11;
 DType dtype_from_numpy(const py::dtype& dt, const char* op, const char* arg);
 py::dtype numpy_dtype(DType t);
 DType parse_dtype(const std::string& name, const char* op);
+// An int or a sequence of ints (Python or numpy integers; bools and floats refused): a
+// ValueError naming `arg` otherwise.
+std::vector<int64_t> int_list(py::handle h, const char* op, const char* arg);
 
 // A zero-copy Tensor over a C-contiguous numpy array (kept alive by the tensor).
 Tensor from_numpy(const py::array& a, const char* op, const char* arg, bool writable);

@@ -10,28 +10,6 @@ namespace metalnn::py_bind {
 
 namespace {
 
-// An int or a sequence of ints (kernel_size, stride, padding); anything else is a
-// ValueError naming the argument.
-std::vector<int64_t> int_list(py::handle h, const char* op, const char* arg) {
-  auto bad = [&] {
-    fail(ErrorKind::Value, op, arg, " must be an int or a tuple of ints, got ", std::string(py::repr(h)));
-  };
-  // Python and numpy integers (through __index__); bools and floats are refused.
-  auto to_int = [&](py::handle v) -> int64_t {
-    if (py::isinstance<py::bool_>(v) || py::isinstance<py::float_>(v)) bad();
-    PyObject* i = PyNumber_Index(v.ptr());
-    if (!i) {
-      PyErr_Clear();
-      bad();
-    }
-    return py::reinterpret_steal<py::int_>(i).cast<int64_t>();
-  };
-  if (!py::isinstance<py::sequence>(h) || py::isinstance<py::str>(h)) return {to_int(h)};
-  std::vector<int64_t> out;
-  for (auto v : h.cast<py::sequence>()) out.push_back(to_int(v));
-  return out;
-}
-
 Pool2dDescriptor descriptor(py::handle kernel, py::handle stride, py::handle padding, bool count_include_pad,
                             const char* op) {
   auto k = int_list(kernel, op, "kernel_size");

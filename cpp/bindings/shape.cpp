@@ -14,29 +14,9 @@ void bind_arithmetic(py::module_& ops);  // arithmetic.cpp
 
 namespace {
 
-// An int or a sequence of ints; anything else is a ValueError naming the argument.
-std::vector<int64_t> ints(py::handle h, const char* op, const char* arg) {
-  auto bad = [&] {
-    fail(ErrorKind::Value, op, arg, " must be an int or a tuple of ints, got ", std::string(py::repr(h)));
-  };
-  auto to_int = [&](py::handle v) -> int64_t {
-    if (py::isinstance<py::bool_>(v) || py::isinstance<py::float_>(v)) bad();
-    PyObject* i = PyNumber_Index(v.ptr());
-    if (!i) {
-      PyErr_Clear();
-      bad();
-    }
-    return py::reinterpret_steal<py::int_>(i).cast<int64_t>();
-  };
-  if (!py::isinstance<py::sequence>(h) || py::isinstance<py::str>(h)) return {to_int(h)};
-  std::vector<int64_t> out;
-  for (auto v : h.cast<py::sequence>()) out.push_back(to_int(v));
-  return out;
-}
-
 // scale_factor: an int or an (sH, sW) pair.
 std::pair<int64_t, int64_t> scale_pair(py::handle h, const char* op) {
-  auto v = ints(h, op, "scale_factor");
+  auto v = int_list(h, op, "scale_factor");
   if (v.size() != 1 && v.size() != 2)
     fail(ErrorKind::Value, op, "scale_factor must be an int or an (sH, sW) pair, got ", std::string(py::repr(h)));
   return {v[0], v.back()};
@@ -101,7 +81,7 @@ void bind_shape(py::module_& ops) {
           [](py::handle dy, py::handle channels) {
             Call call("concat_backward");
             Tensor t = call.in(dy, "dy");
-            auto cs = ints(channels, call.op(), "channels");
+            auto cs = int_list(channels, call.op(), "channels");
             auto parts = without_gil([&] { return concat_backward(t, cs); });
             py::list out;
             for (auto& p : parts) out.append(call.out(p));
@@ -113,7 +93,7 @@ void bind_shape(py::module_& ops) {
           [](py::handle x, py::handle shape) {
             Call call("reshape_forward");
             Tensor t = call.in(x, "x");
-            auto s = ints(shape, call.op(), "shape");
+            auto s = int_list(shape, call.op(), "shape");
             return call.out(reshape_forward(t, Shape(s.begin(), s.end())));
           },
           py::arg("x"), py::arg("shape"));
@@ -121,7 +101,7 @@ void bind_shape(py::module_& ops) {
           [](py::handle dy, py::handle input_shape) {
             Call call("reshape_backward");
             Tensor t = call.in(dy, "dy");
-            auto s = ints(input_shape, call.op(), "input_shape");
+            auto s = int_list(input_shape, call.op(), "input_shape");
             return call.out(reshape_backward(t, Shape(s.begin(), s.end())));
           },
           py::arg("dy"), py::arg("input_shape"));
@@ -130,7 +110,7 @@ void bind_shape(py::module_& ops) {
           [](py::handle x, py::handle padding, const std::string& mode, py::handle channels) {
             Call call("pad_forward");
             Tensor t = call.in(x, "x");
-            auto d = PadDescriptor::make(ints(padding, call.op(), "padding"), ints(channels, call.op(), "channels"),
+            auto d = PadDescriptor::make(int_list(padding, call.op(), "padding"), int_list(channels, call.op(), "channels"),
                                          mode, call.op());
             return call.out(without_gil([&] { return pad_forward(t, d); }));
           },
@@ -140,8 +120,8 @@ void bind_shape(py::module_& ops) {
              py::handle channels) {
             Call call("pad_backward");
             Tensor t = call.in(dy, "dy");
-            auto s = ints(input_shape, call.op(), "input_shape");
-            auto d = PadDescriptor::make(ints(padding, call.op(), "padding"), ints(channels, call.op(), "channels"),
+            auto s = int_list(input_shape, call.op(), "input_shape");
+            auto d = PadDescriptor::make(int_list(padding, call.op(), "padding"), int_list(channels, call.op(), "channels"),
                                          mode, call.op());
             return call.out(without_gil([&] { return pad_backward(t, Shape(s.begin(), s.end()), d); }));
           },
@@ -152,7 +132,7 @@ void bind_shape(py::module_& ops) {
           [](py::handle x, py::handle offset, py::handle size) {
             Call call("crop_forward");
             Tensor t = call.in(x, "x");
-            auto o = ints(offset, call.op(), "offset"), s = ints(size, call.op(), "size");
+            auto o = int_list(offset, call.op(), "offset"), s = int_list(size, call.op(), "size");
             return call.out(without_gil([&] { return crop_forward(t, o, s); }));
           },
           py::arg("x"), py::arg("offset"), py::arg("size"));
@@ -160,8 +140,8 @@ void bind_shape(py::module_& ops) {
           [](py::handle dy, py::handle input_shape, py::handle offset) {
             Call call("crop_backward");
             Tensor t = call.in(dy, "dy");
-            auto s = ints(input_shape, call.op(), "input_shape");
-            auto o = ints(offset, call.op(), "offset");
+            auto s = int_list(input_shape, call.op(), "input_shape");
+            auto o = int_list(offset, call.op(), "offset");
             return call.out(without_gil([&] { return crop_backward(t, Shape(s.begin(), s.end()), o); }));
           },
           py::arg("dy"), py::arg("input_shape"), py::arg("offset"));
@@ -176,7 +156,7 @@ void bind_shape(py::module_& ops) {
           [](py::handle m, py::handle image_shape) {
             Call call("matrix_to_image");
             Tensor t = call.in(m, "m");
-            auto s = ints(image_shape, call.op(), "image_shape");
+            auto s = int_list(image_shape, call.op(), "image_shape");
             if (s.size() != 3)
               fail(ErrorKind::Value, call.op(), "image_shape must be (channels, height, width), got ",
                    std::string(py::repr(image_shape)));
