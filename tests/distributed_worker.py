@@ -23,6 +23,7 @@ from graph_nets import RecordingSource, digit_network  # noqa: E402
 PER_RANK = 5        # odd on purpose
 STEPS = 4
 CAPTURED_STEPS = 6  # probe, capture, 4 replays
+TRACE_STEPS = 6     # tools/dp_diag.py: weights after every step
 
 
 def launch(cmd: list, out, timeout: float, env_extra: dict | None = None, drop: tuple = ()) -> None:
@@ -132,6 +133,18 @@ def run(scenario: str, out: str, device: str) -> None:
         path = os.path.join(out, f"{scenario}.ckpt.npz")
         graph.save(path)
         info["checkpoint_seen"] = os.path.exists(path)  # rank 0 wrote it before save() returned
+    elif scenario == "trace":  # tools/dp_diag.py (issue #11): the weights after every step
+        opts = mnn.distributed.Options(bucket_mb=float(os.environ.get("DP_BUCKET_MB", "0.02")),
+                                       deterministic=os.environ.get("DP_DETERMINISTIC") == "1")
+        graph = mnn.Graph.training(digit(mnn.SGD(0.05, momentum=0.9)), device=device, distributed=opts)
+        for step in range(TRACE_STEPS):
+            x, y = data(PER_RANK * dist.world_size(), step)
+            arrays[f"loss{step}"] = np.array(graph.run(dist.shard(x), dist.shard(y)).loss)
+            graph.synchronize()
+            keep(f"s{step + 1}", {k: np.array(v.numpy() if isinstance(v, mnn.Tensor) else v)
+                                  for k, v in graph.parameters().items()})
+        info["graph"] = _graph_info(graph)
+        info["plan"] = graph._distributed.last_plan
     elif scenario == "broadcast":  # rank 1 starts from other weights: rank 0's are copied at bind
         src, loss, _ = digit_network(mnn.SGD(0.05, momentum=0.9), keep_probability=1.0, width=0.25,
                                      seed=0 if r == 0 else 5)

