@@ -134,6 +134,7 @@ def run(scenario: str, out: str, device: str) -> None:
         graph.save(path)
         info["checkpoint_seen"] = os.path.exists(path)  # rank 0 wrote it before save() returned
     elif scenario == "trace":  # tools/dp_diag.py (issue #11): the weights after every step
+        os.environ["METALNN_CUDNN_LOG"] = os.path.join(out, f"cudnn.rank{r}.log")  # the algorithms chosen
         opts = mnn.distributed.Options(bucket_mb=float(os.environ.get("DP_BUCKET_MB", "0.02")),
                                        deterministic=os.environ.get("DP_DETERMINISTIC") == "1")
         graph = mnn.Graph.training(digit(mnn.SGD(0.05, momentum=0.9)), device=device, distributed=opts)

@@ -38,6 +38,8 @@ VARIANTS = {
     "captured_blocking": {"METALNN_DISTRIBUTED_CUDA_GRAPHS": "1", "CUDA_LAUNCH_BLOCKING": "1"},
     "eager_blocking": {"CUDA_LAUNCH_BLOCKING": "1"},
     "captured_noreg": {"METALNN_DISTRIBUTED_CUDA_GRAPHS": "1", "NCCL_GRAPH_REGISTER": "0"},
+    "captured_nofind": {"METALNN_DISTRIBUTED_CUDA_GRAPHS": "1", "METALNN_CUDNN_FIND": "0"},
+    "eager_nofind": {"METALNN_CUDNN_FIND": "0"},
 }
 
 
@@ -48,6 +50,7 @@ def _numpy(v):
 def reference(graphs: str, device: str = "cuda") -> list[dict]:
     """Weights before and after every step, one GPU, global batch."""
     os.environ["METALNN_CUDA_GRAPHS"] = graphs
+    os.environ.setdefault("METALNN_CUDNN_LOG", os.path.abspath("dp_diag_ref_cudnn.log"))
     try:
         g = mnn.Graph.training(worker.digit(mnn.SGD(LR, momentum=MU)), device=device)
         for node in g.nodes:  # bind the data sources: the initial weights
@@ -106,6 +109,18 @@ def analyse(ref: list[dict], ranks: list[list[dict]]) -> dict:
     return res
 
 
+def gradient_errors(ref: list[dict], run: list[dict]) -> dict:
+    """Per layer, each step's averaged-gradient error relative to the reference's (norms)."""
+    g_run, g_ref = gradients([ref[0]] + run), gradients(ref)
+    return {k: [round(float(np.linalg.norm(a[k] - b[k])) / (float(np.linalg.norm(b[k])) or 1.0), 6)
+                for a, b in zip(g_run, g_ref)] for k in ref[0] if not k.startswith("_")}
+
+
+def cudnn_choices(out: str, rank: int) -> list[str]:
+    path = os.path.join(out, f"cudnn.rank{rank}.log")
+    return open(path).read().splitlines() if os.path.exists(path) else []
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
@@ -121,6 +136,9 @@ def main() -> None:
     report = {"ref_mode": ref[-1].pop("_mode"), "ref_eager_mode": ref_eager[-1].pop("_mode"),
               "ref_graph_vs_eager": analyse(ref, [ref_eager[1:], ref_eager[1:]]), "runs": []}
     print("1 GPU, graphs vs eager:", json.dumps(report["ref_graph_vs_eager"]), flush=True)
+    if os.path.exists("dp_diag_ref_cudnn.log"):
+        report["ref_cudnn"] = open("dp_diag_ref_cudnn.log").read().splitlines()
+        print("1 GPU cuDNN choices:", report["ref_cudnn"], flush=True)
     launcher = ["torchrun", "--standalone", "--nproc_per_node=2"] if shutil.which("torchrun") and args.device == "cuda" \
         else \
         ["mpirun", "--allow-run-as-root", "-n", "2", sys.executable]
@@ -146,6 +164,8 @@ def main() -> None:
                               for t in range(1, worker.TRACE_STEPS + 1)])
                 infos.append(info)
             res = analyse(ref, ranks)
+            res["gradient_errors"] = gradient_errors(ref, ranks[0])
+            res["cudnn"] = [cudnn_choices(out, 0), cudnn_choices(out, 1)]
             res.update(variant=name, rep=rep, graph=infos[0]["graph"], seconds=round(time.time() - ts, 1),
                        buckets=len(infos[0]["plan"]["buckets"]))
             report["runs"].append(res)

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -145,6 +146,18 @@ H handle(const char* op) {
 // Fastest algorithm with the asked numerics (cudnnFind: every algorithm run and timed on the
 // handle's stream, sorted by time), or the heuristic's first pick when `timed` is false (inside
 // a capture). A failed timed search keeps an earlier heuristic choice.
+// METALNN_CUDNN_LOG=path appends each choice (diagnosis: which algorithm a plan got).
+void log_choice(Dir dir, const MnnConv2dParams& p, int math, const Plan& pl, bool timed) {
+  static const char* path = std::getenv("METALNN_CUDNN_LOG");
+  if (!path || !*path) return;
+  if (FILE* f = std::fopen(path, "a")) {
+    std::fprintf(f, "dir %d batch %d in %dx%dx%d out %d kernel %dx%d math %d timed %d usable %d algo %d\n", (int)dir,
+                 p.batch, p.in_channels, p.in_height, p.in_width, p.out_channels, p.kernel_height, p.kernel_width,
+                 math, (int)timed, (int)pl.usable, pl.algo);
+    std::fclose(f);
+  }
+}
+
 void choose_algorithm(const char* op, Dir dir, int math, Plan& pl, bool timed) {
   const Lib& l = lib();
   H hd = handle(op);
@@ -198,11 +211,19 @@ bool plan_for(const char* op, Dir dir, const MnnConv2dParams& p, bool half, Plan
   std::lock_guard<std::mutex> lock(mutex);
   // Timed search outside captures (it waits for the GPU); the heuristic inside one, measured
   // again at the first call outside a capture (a graph captured before keeps its algorithm).
-  const bool timed = !capturing(current_stream());
+  // METALNN_CUDNN_FIND=0: the heuristic's pick everywhere (the same algorithm in every run).
+  static const bool find = [] {
+    const char* v = std::getenv("METALNN_CUDNN_FIND");
+    return !(v && v[0] == '0');
+  }();
+  const bool timed = find && !capturing(current_stream());
   auto it = plans.find(key);
   if (it != plans.end()) {
     Plan& old = it->second;
-    if (old.usable && !old.timed && timed) choose_algorithm(op, dir, math, old, true);
+    if (old.usable && !old.timed && timed) {
+      choose_algorithm(op, dir, math, old, true);
+      log_choice(dir, p, math, old, true);
+    }
     out = old;
     return old.usable;
   }
@@ -225,6 +246,7 @@ bool plan_for(const char* op, Dir dir, const MnnConv2dParams& p, bool half, Plan
   }
   if (!ok) return false;
   choose_algorithm(op, dir, math, pl, timed);
+  log_choice(dir, p, math, pl, timed);
   out = pl;
   return pl.usable;
 }
