@@ -1,6 +1,7 @@
 """CUDA backend of the shape and arithmetic families against the CPU backend: upsampling,
-concatenation, reshape, pad, crop, image <-> matrix and broadcasting arithmetic, forward and
-gradients, odd sizes, float32 and float16; a graph with the new nodes on device="cuda".
+concatenation, reshape, pad, crop, image <-> matrix, the tiled matrix transpose and broadcasting
+arithmetic, forward and gradients, odd sizes, float32 and float16; a graph with the new nodes on
+device="cuda".
 
 Skipped unless this build has a CUDA device (mnn.available_devices() lists cuda)."""
 
@@ -89,6 +90,31 @@ def test_crop_reshape_converters(dtype):
     _close(m, x.reshape(3, -1), dtype)
     _close(mnn.ops.matrix_to_image(m, (5, 9, 7)), x, dtype)
     _close(mnn.ops.reshape_forward(_cuda(x), (3, -1, 7)), x.reshape(3, -1, 7), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7, 13), (1, 45), (45, 1), (1, 1), (32, 32), (33, 65), (2049, 1031)])
+def test_transpose_matrix(shape, dtype):
+    x = _data(shape, dtype, 10)
+    y = mnn.ops.transpose_matrix_forward(_cuda(x))
+    assert isinstance(y, mnn.Tensor) and y.device.type == "cuda" and y.shape == shape[::-1]
+    # A copy through 32 x 32 shared-memory tiles: bit-exact, partial tiles included.
+    np.testing.assert_array_equal(np.asarray(y.numpy()).view(np.uint8), np.ascontiguousarray(x.T).view(np.uint8))
+    dx = mnn.ops.transpose_matrix_backward(y)
+    np.testing.assert_array_equal(np.asarray(dx.numpy()).view(np.uint8), x.view(np.uint8))
+
+
+def test_transpose_matrix_float16_bits_and_bad_input():
+    x = np.arange(5 * 70, dtype=np.float16).reshape(5, 70)
+    bits = x.view(np.uint16)
+    bits[2, 3], bits[4, 69] = 0x7E01, 0xFC00  # a NaN payload, -inf
+    y = mnn.ops.transpose_matrix_forward(_cuda(x))
+    np.testing.assert_array_equal(np.asarray(y.numpy()).view(np.uint16), bits.T)
+    assert mnn.ops.transpose_matrix_forward(_cuda(np.zeros((0, 3), np.float32))).shape == (3, 0)
+    with pytest.raises(ValueError, match=r"^\[transpose_matrix_forward\].*x"):
+        mnn.ops.transpose_matrix_forward(_cuda(np.zeros((2, 3, 4), np.float32)))
+    with pytest.raises(ValueError, match=r"^\[transpose_matrix_backward\].*dy"):
+        mnn.ops.transpose_matrix_backward(_cuda(np.zeros(5, np.float32)))
 
 
 OPS = ["add", "subtract", "multiply", "divide"]

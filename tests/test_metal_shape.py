@@ -1,8 +1,9 @@
 """shape.metal and arithmetic.metal on the CPU emulator (tests/metal) against the CPU backend
 (mnn.ops.*): upsampling (nearest, bilinear with and without aligned corners), pad (zero, edge,
-reflect, channel padding) and its gradient, crop (the same window kernel), concatenation, and
-broadcasting arithmetic forward and gradients (per-thread and threadgroup-reduction kernels);
-odd sizes, float32 and float16, every dispatch repeated with threads reversed (race check)."""
+reflect, channel padding) and its gradient, crop (the same window kernel), concatenation, the
+tiled matrix transpose (threadgroup memory, any threadgroup height), and broadcasting arithmetic
+forward and gradients (per-thread and threadgroup-reduction kernels); odd sizes, float32 and
+float16, every dispatch repeated with threads reversed (race check)."""
 
 from __future__ import annotations
 
@@ -116,6 +117,21 @@ def test_concat(dtype):
                               x.size, TG)
         offset += x.shape[1]
     np.testing.assert_array_equal(y, mnn.ops.concat_forward(xs))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ty", [8, 3])
+@pytest.mark.parametrize("shape", [(7, 13), (1, 45), (45, 1), (33, 65), (64, 32)])
+def test_transpose_matrix(shape, ty, dtype):
+    rows, cols = shape
+    x = randn(rng(12), rows, cols, dtype=dtype)
+    p = shape_params((1, 1, rows, cols), (1, 1, cols, rows))
+    # One (32, ty) threadgroup per 32 x 32 tile; the grid is given in threads.
+    grid = (-(-cols // 32) * 32, -(-rows // 32) * ty)
+    y, = run_both_schedules(lib("shape"), f"transpose_matrix_forward_{SUFFIX[dtype]}", [x, ("out", 0), p],
+                            [np.zeros((cols, rows), dtype)], grid, (32, ty))
+    np.testing.assert_array_equal(y.view(np.uint8), mnn.ops.transpose_matrix_forward(x).view(np.uint8))
+    np.testing.assert_array_equal(y, x.T)
 
 
 # ---------------------------------------------------------------- arithmetic

@@ -1,5 +1,5 @@
 """Resampling and shape ops: nearest / bilinear upsampling, concatenation, reshape, pad,
-crop and the image <-> matrix converters, against numpy references written from the math,
+crop, the image <-> matrix converters and the matrix transpose, against numpy references written from the math,
 finite differences, float16, odd sizes and bad input."""
 
 import numpy as np
@@ -17,6 +17,8 @@ from metalnn.ops import (
     pad_forward,
     reshape_backward,
     reshape_forward,
+    transpose_matrix_backward,
+    transpose_matrix_forward,
     upsample_bilinear_backward,
     upsample_bilinear_forward,
     upsample_nearest_backward,
@@ -357,3 +359,81 @@ def test_tensor_in_tensor_out():
     y = upsample_nearest_forward(t, 2)
     assert isinstance(y, mnn.Tensor)
     np.testing.assert_array_equal(np.asarray(y), ref_nearest(x, 2, 2))
+
+
+# ---------------------------------------------------------------- matrix transpose
+
+TRANSPOSE_SHAPES = [(7, 13), (1, 29), (29, 1), (1, 1), (33, 65), (100, 37), (64, 96)]
+
+
+def ref_transpose(x):
+    """y[j, i] = x[i, j], element by element."""
+    y = np.empty((x.shape[1], x.shape[0]), x.dtype)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            y[j, i] = x[i, j]
+    return y
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", TRANSPOSE_SHAPES)
+def test_transpose_matrix(shape, dtype):
+    x = randn(rng(21), *shape, dtype=dtype)
+    y = transpose_matrix_forward(x)
+    assert y.shape == shape[::-1] and y.dtype == dtype
+    # A copy: the storage bits move unchanged.
+    np.testing.assert_array_equal(y.view(np.uint8), ref_transpose(x).view(np.uint8))
+    dy = randn(rng(22), *shape[::-1], dtype=dtype)
+    dx = transpose_matrix_backward(dy)
+    assert dx.shape == shape
+    np.testing.assert_array_equal(dx.view(np.uint8), ref_transpose(dy).view(np.uint8))
+
+
+def test_transpose_matrix_gradient_is_the_adjoint():
+    """<dy, T(x)> = <T'(dy), x> for the forward T and the gradient T' (float64 sums)."""
+    r = rng(23)
+    x, dy = randn(r, 45, 70), randn(r, 70, 45)
+    lhs = np.sum(dy.astype(np.float64) * transpose_matrix_forward(x))
+    rhs = np.sum(transpose_matrix_backward(dy).astype(np.float64) * x)
+    assert abs(lhs - rhs) <= 1e-9 * max(1.0, abs(lhs))
+    np.testing.assert_array_equal(transpose_matrix_backward(transpose_matrix_forward(x)), x)
+
+
+def test_transpose_matrix_keeps_nan_inf_bits():
+    x = np.arange(6 * 9, dtype=np.float16).reshape(6, 9)
+    bits = x.view(np.uint16)
+    bits[1, 2], bits[4, 7], bits[5, 0] = 0x7E01, 0x7C00, 0xFE33  # NaN payloads, +inf
+    np.testing.assert_array_equal(transpose_matrix_forward(x).view(np.uint16), bits.T)
+    x32 = x.astype(np.float32)
+    x32[3, 3] = -np.inf
+    np.testing.assert_array_equal(transpose_matrix_forward(x32).view(np.uint32), x32.view(np.uint32).T)
+
+
+def test_transpose_matrix_image_to_sequence():
+    """An (N, C, 1, L) image as the (N*C, L) matrix transposes to the (L, N, C) sequence."""
+    n, c, length = 3, 5, 11
+    x = randn(rng(24), n, c, 1, length)
+    s = transpose_matrix_forward(x.reshape(n * c, length)).reshape(length, n, c)
+    np.testing.assert_array_equal(s, x[:, :, 0, :].transpose(2, 0, 1))
+
+
+def test_transpose_matrix_empty_and_tensor():
+    assert transpose_matrix_forward(np.zeros((0, 4), np.float32)).shape == (4, 0)
+    x = randn(rng(25), 9, 4)
+    y = transpose_matrix_forward(mnn.Tensor(x))
+    assert isinstance(y, mnn.Tensor)
+    np.testing.assert_array_equal(np.asarray(y), x.T)
+
+
+def test_transpose_matrix_bad_input():
+    with raises_named(ValueError, "transpose_matrix_forward", "x"):
+        transpose_matrix_forward(np.zeros((2, 3, 4), np.float32))
+    with raises_named(ValueError, "transpose_matrix_forward", "x"):
+        transpose_matrix_forward(np.zeros(5, np.float32))
+    with raises_named(TypeError, "transpose_matrix_forward", "x"):
+        transpose_matrix_forward(np.zeros((2, 3), np.int32))
+    with raises_named(TypeError, "transpose_matrix_backward", "dy"):
+        transpose_matrix_backward(np.zeros((2, 3), np.float64))
+    with raises_named(ValueError, "transpose_matrix_backward", "dy"):
+        transpose_matrix_backward(np.zeros((4, 3), np.float32).T)
+

@@ -1,4 +1,5 @@
-// shape kernels (upsampling, concatenation, reshape, pad, crop, image <-> matrix) and their
+// shape kernels (upsampling, concatenation, reshape, pad, crop, image <-> matrix, matrix
+// transpose) and their
 // graph steps; bind_shape also binds the arithmetic family (cpp/bindings/arithmetic.cpp).
 #include <pybind11/stl.h>
 
@@ -163,6 +164,21 @@ void bind_shape(py::module_& ops) {
             return call.out(matrix_to_image(t, s[0], s[1], s[2]));
           },
           py::arg("m"), py::arg("image_shape"));
+
+  ops.def("transpose_matrix_forward",
+          [](py::handle x) {
+            Call call("transpose_matrix_forward");
+            Tensor t = call.in(x, "x");
+            return call.out(without_gil([&] { return transpose_matrix_forward(t); }));
+          },
+          py::arg("x"));
+  ops.def("transpose_matrix_backward",
+          [](py::handle dy) {
+            Call call("transpose_matrix_backward");
+            Tensor t = call.in(dy, "dy");
+            return call.out(without_gil([&] { return transpose_matrix_backward(t); }));
+          },
+          py::arg("dy"));
 
   // ---- graph steps (slots are frame indices; see cpp/metalnn/graph/steps_shape.h)
   namespace st = graph::steps;

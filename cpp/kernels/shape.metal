@@ -18,6 +18,11 @@
 //       one thread per input element: the sum over every output position reading it
 //   concat_forward_{..}(x [[buffer(0)]], y [[buffer(1)]], MnnShapeParams [[buffer(2)]])
 //       one thread per element of x, written to channel off_c + c of y
+//   transpose_matrix_forward_{..}(x [[buffer(0)]], y [[buffer(1)]], MnnShapeParams [[buffer(2)]])
+//       y (w, h) = x (h, w) transposed (both directions of the op); explicit groups: threadgroup
+//       (32, ty) with ty in [1, 32], grid (ceil(w / 32), ceil(h / 32)) threadgroups; each
+//       threadgroup moves one 32 x 32 tile through threadgroup memory (32 * 33 words, declared
+//       in the kernels)
 #include <metal_stdlib>
 #include "metal_common.h"
 #include "shape_params.h"
@@ -196,6 +201,23 @@ inline void concat_fwd(device const T* x, device T* y, constant MnnShapeParams& 
   y[(n * uint(p.out_c) + uint(p.off_c)) * uint(p.h * p.w) + e] = x[gid];
 }
 
+// One 32 x 32 tile: rows of x read along tid.x (contiguous), the tile transposed in threadgroup
+// memory (pitch 33: a tile column spans 33 words), rows of y written along tid.x (contiguous).
+#define MNN_TRANSPOSE_TILE 32
+#define MNN_TRANSPOSE_PITCH 33
+
+template <typename T>
+inline void transpose_tile(device const T* x, device T* y, constant MnnShapeParams& p, uint3 tid, uint3 tg,
+                           uint3 tpg, threadgroup T* tile) {
+  const int rows = p.h, cols = p.w, tx = int(tid.x);
+  const int r0 = int(tg.y) * MNN_TRANSPOSE_TILE, c0 = int(tg.x) * MNN_TRANSPOSE_TILE;
+  for (int k = int(tid.y); k < MNN_TRANSPOSE_TILE; k += int(tpg.y))
+    if (r0 + k < rows && c0 + tx < cols) tile[k * MNN_TRANSPOSE_PITCH + tx] = x[uint((r0 + k) * cols + c0 + tx)];
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+  for (int k = int(tid.y); k < MNN_TRANSPOSE_TILE; k += int(tpg.y))
+    if (c0 + k < cols && r0 + tx < rows) y[uint((c0 + k) * rows + r0 + tx)] = tile[tx * MNN_TRANSPOSE_PITCH + k];
+}
+
 // ---- entry points
 
 kernel void upsample_nearest_forward_float32(device const float* in [[buffer(0)]], device float* out [[buffer(1)]],
@@ -266,4 +288,22 @@ kernel void concat_forward_float32(device const float* in [[buffer(0)]], device 
 kernel void concat_forward_float16(device const half* in [[buffer(0)]], device half* out [[buffer(1)]],
                                    constant MnnShapeParams& p [[buffer(2)]], uint gid [[thread_position_in_grid]]) {
   concat_fwd(in, out, p, gid);
+}
+
+kernel void transpose_matrix_forward_float32(device const float* in [[buffer(0)]], device float* out [[buffer(1)]],
+                                             constant MnnShapeParams& p [[buffer(2)]],
+                                             uint3 tid [[thread_position_in_threadgroup]],
+                                             uint3 tg [[threadgroup_position_in_grid]],
+                                             uint3 tpg [[threads_per_threadgroup]]) {
+  threadgroup float tile[MNN_TRANSPOSE_TILE * MNN_TRANSPOSE_PITCH];
+  transpose_tile(in, out, p, tid, tg, tpg, tile);
+}
+
+kernel void transpose_matrix_forward_float16(device const half* in [[buffer(0)]], device half* out [[buffer(1)]],
+                                             constant MnnShapeParams& p [[buffer(2)]],
+                                             uint3 tid [[thread_position_in_threadgroup]],
+                                             uint3 tg [[threadgroup_position_in_grid]],
+                                             uint3 tpg [[threads_per_threadgroup]]) {
+  threadgroup half tile[MNN_TRANSPOSE_TILE * MNN_TRANSPOSE_PITCH];
+  transpose_tile(in, out, p, tid, tg, tpg, tile);
 }

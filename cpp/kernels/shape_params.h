@@ -6,6 +6,7 @@
 //     input read 0 (mode zero), the nearest edge (edge) or the mirror image without
 //     repeating the edge (reflect: -1 -> 1, h -> h - 2);
 //   concat ("paste"): input (n, c, h, w) lands at output channels off_c + [0, c) of out_c.
+//   matrix transpose: input (h, w) = (rows, columns), output (out_h, out_w) = (w, h); n = c = 1.
 #pragma once
 #ifndef __METAL_VERSION__
 #include <stdint.h>

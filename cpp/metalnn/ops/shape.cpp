@@ -385,4 +385,29 @@ Tensor matrix_to_image(const Tensor& m, int64_t channels, int64_t height, int64_
   return m.reshape({m.dim(0), channels, height, width});
 }
 
+// ---- matrix transpose
+
+namespace {
+// Both directions: one (R, C) -> (C, R) copy; MnnShapeParams carries (h, w) = (R, C).
+Tensor transpose_matrix(const char* op, const char* arg, const Tensor& x) {
+  check::rank(op, arg, x, 2, "(rows, columns)");
+  check::floating(op, arg, x);
+  check_extent(op, arg, x.shape());
+  Tensor y = Tensor::empty({x.dim(1), x.dim(0)}, x.dtype(), x.device());
+  if (x.numel() == 0) return y;
+  MnnShapeParams p{};
+  p.n = p.c = p.out_c = 1;
+  p.h = p.out_w = (int32_t)x.dim(0);
+  p.w = p.out_h = (int32_t)x.dim(1);
+  p.scale_h = p.scale_w = 1;
+  dispatch(op, x.device(), [&] { cpu::transpose_matrix(x, y, p); }, [&] { metal::transpose_matrix(x, y, p); },
+           cuda_kernel([&] { cuda::transpose_matrix(x, y, p); }));
+  return y;
+}
+}  // namespace
+
+Tensor transpose_matrix_forward(const Tensor& x) { return transpose_matrix("transpose_matrix_forward", "x", x); }
+
+Tensor transpose_matrix_backward(const Tensor& dy) { return transpose_matrix("transpose_matrix_backward", "dy", dy); }
+
 }  // namespace metalnn

@@ -1,6 +1,7 @@
 // Resampling and shape ops over NCHW images, as MPSCNNUpsamplingNearest / Bilinear,
 // MPSNNConcatenationNode, MPSNNReshapeNode, MPSNNPadNode, crop/slice and the data
-// converters MPSImageCopyToMatrix / MPSMatrixCopyToImage; each with its gradient.
+// converters MPSImageCopyToMatrix / MPSMatrixCopyToImage, and the matrix transpose; each with
+// its gradient.
 #pragma once
 #include <string>
 #include <vector>
@@ -56,5 +57,10 @@ Tensor crop_backward(const Tensor& dy, const Shape& input_shape, const std::vect
 // Both are views of the same memory (NCHW is already that layout).
 Tensor image_to_matrix(const Tensor& x);
 Tensor matrix_to_image(const Tensor& m, int64_t channels, int64_t height, int64_t width);
+
+// y[j, i] = x[i, j]: an (R, C) matrix -> its (C, R) transpose (a copy; float16 bits kept).
+// The gradient of a transpose is the transpose of the gradient: dx[i, j] = dy[j, i].
+Tensor transpose_matrix_forward(const Tensor& x);
+Tensor transpose_matrix_backward(const Tensor& dy);
 
 }  // namespace metalnn

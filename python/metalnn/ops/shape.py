@@ -2,7 +2,8 @@
 
 As MPSCNNUpsamplingNearest / MPSCNNUpsamplingBilinear (integer scale factors),
 MPSNNConcatenationNode (feature channels), MPSNNReshapeNode, MPSNNPadNode (zero, edge,
-reflect), crop/slice, and the data converters MPSImageCopyToMatrix / MPSMatrixCopyToImage.
+reflect), crop/slice, the data converters MPSImageCopyToMatrix / MPSMatrixCopyToImage and the
+matrix transpose.
 float32 or float16 storage; copies keep float16 bits exactly, sums (gradients, bilinear
 weights) are computed in float32 and rounded once.
 """
@@ -119,3 +120,15 @@ def matrix_to_image(m: ArrayLike, image_shape: Sequence[int]) -> ArrayLike:
     """(N, C*H*W) matrix -> (N, C, H, W) images with ``image_shape`` = (C, H, W), the inverse
     of :func:`image_to_matrix` (MPSMatrixCopyToImage). A view: no copy."""
     return _core.ops.matrix_to_image(m, tuple(image_shape))
+
+
+def transpose_matrix_forward(x: ArrayLike) -> ArrayLike:
+    """y = x^T: an (R, C) matrix -> its (C, R) transpose, ``y[j, i] = x[i, j]`` (a copy; float16
+    bits are kept). An (N, C, 1, L) image viewed as the (N*C, L) matrix transposes to the
+    (L, N*C) matrix, i.e. the (L, N, C) sequence an RNN reads."""
+    return _core.ops.transpose_matrix_forward(x)
+
+
+def transpose_matrix_backward(dy: ArrayLike) -> ArrayLike:
+    """dx = dy^T: the gradient of a transpose, ``dx[i, j] = dy[j, i]`` for dy of shape (C, R)."""
+    return _core.ops.transpose_matrix_backward(dy)

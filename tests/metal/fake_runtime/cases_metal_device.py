@@ -752,6 +752,18 @@ def test_crop_reshape_and_converters_match_cpu(dtype):
     _close(z.numpy(), np.maximum(x, 0), dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7, 13), (1, 40), (33, 65)])
+def test_transpose_matrix_matches_cpu(dtype, shape):
+    x = _data(shape, dtype, seed=93)
+    with ran("transpose_matrix_forward_" + dtype):
+        y = mnn.ops.transpose_matrix_forward(_mtl(x))
+    np.testing.assert_array_equal(_on_metal(y, dtype).numpy(), x.T)
+    with ran("transpose_matrix_forward_" + dtype):  # the gradient is the same kernel
+        dx = mnn.ops.transpose_matrix_backward(y)
+    np.testing.assert_array_equal(_on_metal(dx, dtype).numpy(), x)
+
+
 # ---- rnn (backend/metal/rnn.cpp)
 
 RNN_CELLS = [("single_gate", "tanh", False, False), ("single_gate", "relu", False, False),

@@ -237,4 +237,32 @@ void concat_forward(const Tensor& x, const Tensor& y, const MnnShapeParams& p) {
   });
 }
 
+void transpose_matrix(const Tensor& x, const Tensor& y, const MnnShapeParams& p) {
+  const int64_t R = p.h, C = p.w;
+  const size_t es = dtype_size(x.dtype());
+  // A single row or column is laid out the same way transposed.
+  if (R == 1 || C == 1) {
+    std::memcpy(y.raw(), x.raw(), (size_t)(R * C) * es);
+    return;
+  }
+  // 32 x 32 blocks: a block's 32 source rows and 32 destination rows stay in cache.
+  constexpr int64_t B = 32;
+  const int64_t block_rows = (R + B - 1) / B, block_cols = (C + B - 1) / B;
+  by_storage(x, [&](auto word) {
+    using T = decltype(word);
+    const T* xs = x.data<T>();
+    T* ys = y.data<T>();
+    parallel_for(block_rows * block_cols, 32, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t r0 = (t / block_cols) * B, c0 = (t % block_cols) * B;
+        const int64_t r1 = std::min(R, r0 + B), c1 = std::min(C, c0 + B);
+        for (int64_t c = c0; c < c1; ++c) {
+          T* dst = ys + c * R;
+          for (int64_t r = r0; r < r1; ++r) dst[r] = xs[r * C + c];
+        }
+      }
+    });
+  });
+}
+
 }  // namespace metalnn::cpu

@@ -16,5 +16,7 @@ void pad_forward(const Tensor& x, const Tensor& y, const MnnShapeParams& p);
 void pad_backward(const Tensor& dy, const Tensor& dx, const MnnShapeParams& p);
 // x lands at channels off_c + [0, c) of y.
 void concat_forward(const Tensor& x, const Tensor& y, const MnnShapeParams& p);
+// y (C, R) = the transpose of x (R, C), in 32 x 32 blocks ((h, w) = (R, C)).
+void transpose_matrix(const Tensor& x, const Tensor& y, const MnnShapeParams& p);
 
 }  // namespace metalnn::cpu

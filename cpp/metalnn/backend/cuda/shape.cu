@@ -180,6 +180,28 @@ __global__ void concat_forward_kernel(const S* x, S* y, MnnShapeParams p) {
   }
 }
 
+// y (C, R) = x (R, C) transposed, one 32 x 32 tile per block pass: a warp reads 32 consecutive
+// elements of a row of x, the tile turns in shared memory, then a warp writes 32 consecutive
+// elements of a row of y. S is the storage word (float, or uint16_t holding a half's bits).
+constexpr int kTile = 32, kTileRows = 8;
+
+template <class S>
+__global__ void transpose_kernel(const S* x, S* y, int64_t rows, int64_t cols, int64_t tile_cols, int64_t tiles) {
+  // One word of padding per row (two for 16-bit words) puts a tile column in 32 different banks.
+  constexpr int kPitch = kTile + (sizeof(S) == 2 ? 2 : 1);
+  __shared__ S tile[kTile * kPitch];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const int64_t r0 = (t / tile_cols) * kTile, c0 = (t % tile_cols) * kTile;
+    for (int k = ty; k < kTile; k += kTileRows)
+      if (r0 + k < rows && c0 + tx < cols) tile[k * kPitch + tx] = x[(r0 + k) * cols + c0 + tx];
+    __syncthreads();
+    for (int k = ty; k < kTile; k += kTileRows)
+      if (c0 + k < cols && r0 + tx < rows) y[(c0 + k) * rows + r0 + tx] = tile[tx * kPitch + k];
+    __syncthreads();  // the next tile overwrites this one
+  }
+}
+
 // launch_<name>(in, out, p, count, op): `count` threads of the kernel for in's storage type.
 #define MNN_SHAPE_LAUNCH(fn, kernel)                                                                          \
   void fn(const Tensor& in, const Tensor& out, const MnnShapeParams& p, int64_t count, const char* op) {      \
@@ -222,6 +244,23 @@ void pad_backward(const Tensor& dy, const Tensor& dx, const MnnShapeParams& p) {
 }
 void concat_forward(const Tensor& x, const Tensor& y, const MnnShapeParams& p) {
   launch_concat_forward(x, y, p, x.numel(), "concat_forward");
+}
+
+void transpose_matrix(const Tensor& x, const Tensor& y, const MnnShapeParams& p) {
+  const int64_t rows = p.h, cols = p.w, tile_cols = (cols + kTile - 1) / kTile;
+  const int64_t tiles = ((rows + kTile - 1) / kTile) * tile_cols;
+  if (!tiles) return;
+  const unsigned grid = (unsigned)(tiles < (1 << 20) ? tiles : (1 << 20));
+  const dim3 block(kTile, kTileRows);
+  auto s = current_stream();
+  // Copies move bits: float16 data goes through as 16-bit words.
+  if (x.dtype() == DType::float16)
+    transpose_kernel<uint16_t><<<grid, block, 0, s>>>(reinterpret_cast<const uint16_t*>(x.raw()),
+                                                      reinterpret_cast<uint16_t*>(y.raw()), rows, cols, tile_cols,
+                                                      tiles);
+  else
+    transpose_kernel<float><<<grid, block, 0, s>>>(x.data<float>(), y.data<float>(), rows, cols, tile_cols, tiles);
+  check_launch("transpose_matrix");
 }
 
 }  // namespace metalnn::cuda

@@ -12,5 +12,7 @@ void upsample_bilinear_backward(const Tensor& dy, const Tensor& dx, const MnnSha
 void pad_forward(const Tensor& x, const Tensor& y, const MnnShapeParams& p);
 void pad_backward(const Tensor& dy, const Tensor& dx, const MnnShapeParams& p);
 void concat_forward(const Tensor& x, const Tensor& y, const MnnShapeParams& p);
+// 32 x 32 tiles through shared memory: reads and writes both coalesced.
+void transpose_matrix(const Tensor& x, const Tensor& y, const MnnShapeParams& p);
 
 }  // namespace metalnn::cuda

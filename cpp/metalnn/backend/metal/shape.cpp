@@ -1,5 +1,7 @@
 #include "metalnn/backend/metal/shape.h"
 
+#include <algorithm>
+
 #include "metalnn/backend/metal/elementwise.h"
 #include "metalnn/backend/metal/kernel.h"
 
@@ -45,6 +47,16 @@ void pad_backward(const Tensor& dy, const Tensor& dx, const MnnShapeParams& p) {
 // so y is bound read-write (a staged binding must keep what they wrote).
 void concat_forward(const Tensor& x, const Tensor& y, const MnnShapeParams& p) {
   encode("concat_forward", "concat_forward", x, y, p, x, Access::read_write);
+}
+
+// One threadgroup of 32 x ty threads per 32 x 32 tile (ty = 8, fewer if the pipeline allows
+// fewer threads): the kernel steps its rows by ty.
+void transpose_matrix(const Tensor& x, const Tensor& y, const MnnShapeParams& p) {
+  const char* op = "transpose_matrix";
+  KernelCall k(op, kernel_name("transpose_matrix_forward", x.dtype()));
+  k.buffer(0, x, Access::read).buffer(1, y, Access::write).bytes(2, p);
+  const size_t ty = std::max<size_t>(1, std::min<size_t>(8, k.pipeline().max_threads / 32));
+  k.groups(((size_t)p.w + 31) / 32, ((size_t)p.h + 31) / 32, 1, 32, ty);
 }
 
 }  // namespace metalnn::metal
