@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "metalnn/core/error.h"
+#include "metalnn/ops/shape.h"
 
 namespace metalnn::graph::steps {
 namespace {
@@ -54,33 +55,18 @@ std::vector<Tensor> split_columns(const Tensor& y, int64_t D, const char* op) {
   return out;
 }
 
-// (N, C, [1,] L) image <-> (L, N, C) sequence: element (n, c, l) <-> (l, n, c).
+// (N, C, [1,] L) image <-> (L, N, C) sequence: element (n, c, l) <-> (l, n, c), the transpose of
+// the (N*C, L) matrix; it runs on the device that holds x.
 Tensor image_to_sequence(const Tensor& x, const char* op) {
-  if (x.device().type != DeviceType::cpu)
-    fail(ErrorKind::Value, op, "image sources (source_layout='image') run on the cpu only for now");
   if (x.ndim() != 3 && !(x.ndim() == 4 && x.dim(2) == 1))
     fail(ErrorKind::Value, op, "expected an image source (N, C, 1, L) or (N, C, L), got ", shape_str(x.shape()));
-  const int64_t N = x.dim(0), C = x.dim(1), L = x.dim(-1), es = (int64_t)dtype_size(x.dtype());
-  Tensor s = Tensor::empty({L, N, C}, x.dtype(), x.device());
-  const char* src = static_cast<const char*>(x.raw());
-  char* dst = static_cast<char*>(s.raw());
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t l = 0; l < L; ++l)
-        std::memcpy(dst + ((l * N + n) * C + c) * es, src + ((n * C + c) * L + l) * es, (size_t)es);
-  return s;
+  const int64_t N = x.dim(0), C = x.dim(1), L = x.dim(-1);
+  return transpose_matrix_forward(x.reshape({N * C, L})).reshape({L, N, C});
 }
 
 Tensor sequence_to_image(const Tensor& s, const Shape& image_shape) {
-  const int64_t L = s.dim(0), N = s.dim(1), C = s.dim(2), es = (int64_t)dtype_size(s.dtype());
-  Tensor x = Tensor::empty(image_shape, s.dtype(), s.device());
-  const char* src = static_cast<const char*>(s.raw());
-  char* dst = static_cast<char*>(x.raw());
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t l = 0; l < L; ++l)
-        std::memcpy(dst + ((n * C + c) * L + l) * es, src + ((l * N + n) * C + c) * es, (size_t)es);
-  return x;
+  const int64_t L = s.dim(0), N = s.dim(1), C = s.dim(2);
+  return transpose_matrix_backward(s.reshape({L, N * C})).reshape(image_shape);
 }
 
 }  // namespace
