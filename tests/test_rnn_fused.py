@@ -1,5 +1,6 @@
 """The CPU LSTM's fused per-step kernels (backend/cpu/rnn_lstm.cpp: packed weights, register-tiled
-step product with the cell as epilogue, hidden units split over a team of threads).
+step product with the cell as epilogue; a team of two threads splits the batch rows, or the hidden
+units when the batch is small).
 
 They run for LSTM layers without peephole or sequence lengths. Sizes are chosen so the unit
 chunks (8 or 16 units), row tiles and the two-thread team all have tails: the forward is checked
@@ -24,11 +25,13 @@ def _lstm(sizes, bidirectional=False):
             for k in range(len(sizes) - 1)]
 
 
-# (T, B, sizes, bidirectional, with initial states): B*H >= 2048 makes a team of two; with an
-# odd number of unit chunks (H = 229: 29 chunks of 8, or 15 of 16 with AVX-512) the members
-# split the middle chunk's rows (9 rows: 0-3 / 4-8).
+# (T, B, sizes, bidirectional, with initial states): B*H >= 2048 makes a team of two. With
+# B >= 8 the members take rows 0-4 / 5-8 (B = 9: a 4-row tile and single rows); with B < 8 they
+# split the units, and an odd number of unit chunks (H = 301: 19 chunks of 16, or 38 of 8) makes
+# them split the middle chunk's rows.
 CASES = {
     "team-odd": (4, 9, [11, 229], False, True),
+    "team-units": (4, 7, [11, 301], False, True),
     "tiny": (3, 2, [3, 5], False, False),
     "stacked-bidirectional": (5, 7, [6, 301, 13], True, False),
     "activity": (20, 32, [32, 200], False, False),
@@ -102,9 +105,10 @@ def test_fused_lstm_gradients_match_finite_differences(threads):
             assert abs(got - num) <= 1e-3 + 1e-3 * abs(num), f"{name}[{i}]: kernel {got} vs fd {num}"
 
 
-def test_fused_lstm_same_with_one_and_two_threads():
-    # The team splits units, never a sum: one and two threads give the same bits.
-    T, B, I, H = 6, 13, 9, 229  # an odd number of chunks: the middle one split by rows
+@pytest.mark.parametrize("B,H", [(13, 229), (7, 301)], ids=["rows", "units"])
+def test_fused_lstm_same_with_one_and_two_threads(B, H):
+    # The team splits rows or units, never a sum: one and two threads give the same bits.
+    T, I = 6, 9
     layers = _lstm([I, H])
     w = make_weights(layers, False, seed=25, scale=0.3)
     x = rng(26).standard_normal((T, B, I)).astype(np.float32)
@@ -115,14 +119,15 @@ def test_fused_lstm_same_with_one_and_two_threads():
         for n in (1, 2):
             mnn.set_num_threads(n)
             y, hl, cl, st = rnn_forward(x, w, layers, training=True)
-            out.append((y, hl[0], cl[0]) + tuple(rnn_backward(x, dy, w, layers, False, st)[1]))
+            dx, dw, dh0, dc0 = rnn_backward(x, dy, w, layers, False, st)
+            out.append((y, hl[0], cl[0], dx, dh0[0], dc0[0]) + tuple(dw))
     finally:
         mnn.set_num_threads(before)
     for a, b in zip(*out):
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("case", ["team-odd", "stacked-bidirectional", "activity"])
+@pytest.mark.parametrize("case", ["team-odd", "team-units", "stacked-bidirectional", "activity"])
 def test_backward_without_initial_state_gradients(case, threads):
     # initial_state_gradients=False skips the first step's recurrent product: dh0 / dc0 come back
     # None and every other gradient has the same bits as the full call.

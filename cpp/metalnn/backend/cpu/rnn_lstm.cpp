@@ -338,9 +338,10 @@ struct Piece {
   int64_t c, b0, b1;
 };
 struct Share {
-  int64_t cf0 = 0, cf1 = 0;
+  int64_t cf0 = 0, cf1 = 0, rb0 = 0, rb1 = 0;  // whole chunks [cf0, cf1) on rows [rb0, rb1)
   Piece part[2];
   int parts = 0;
+  bool by_rows = false;  // a member's rows depend on its rows only: no barrier per step
 };
 
 // Work is counted in half-chunk rows (a row of the half last chunk costs 1, others 2).
@@ -358,6 +359,7 @@ Share member_share(int64_t C, int64_t B, bool half, int rank, int team) {
   at(W * rank / team, c0, r0);
   at(W * (rank + 1) / team, c1, r1);
   Share sh;
+  sh.rb1 = B;
   if (c0 == c1) {
     if (r1 > r0) sh.part[sh.parts++] = {c0, r0, r1};
     return sh;
@@ -367,6 +369,27 @@ Share member_share(int64_t C, int64_t B, bool half, int rank, int team) {
   if (r0 > 0) sh.part[sh.parts++] = {c0, r0, B};
   if (r1 > 0) sh.part[sh.parts++] = {c1, 0, r1};
   return sh;
+}
+
+// With at least MR rows per member, each member takes every chunk of its own batch rows: a
+// row's recurrence reads only that row, so the members meet once (after packing) instead of
+// at every step. Each then streams the whole packed panel (K x 4H) from its own L2.
+Share team_share(int64_t C, int64_t B, bool half, int rank, int team) {
+  if (team == 1 || B < MR * team) return member_share(C, B, half, rank, team);
+  Share sh;
+  sh.by_rows = true;
+  sh.cf1 = C;
+  sh.rb0 = B * rank / team;
+  sh.rb1 = B * (rank + 1) / team;
+  return sh;
+}
+
+// The chunks [p0, p1) a member packs: its share's chunks, or with rows split, about 1/team of
+// all, cut at multiples of `group` (the backward panels of 4 chunks start where the reader's do).
+void packing_range(const Share& sh, int64_t C, int rank, int team, int64_t group, int64_t& p0, int64_t& p1) {
+  auto cut = [&](int r) { return std::min(C, (C * r / team + group / 2) / group * group); };
+  p0 = sh.by_rows ? cut(rank) : sh.cf0;
+  p1 = sh.by_rows ? (rank + 1 == team ? C : cut(rank + 1)) : sh.cf1;
 }
 
 }  // namespace
@@ -379,9 +402,11 @@ void lstm_forward_fused(const LstmSequence& L, const float* x, float* y, int64_t
   const bool half = half_last(H);
   SpinBarrier barrier(team);
   parallel_team(team, [&](int rank, int n) {
-    const Share sh = member_share(C, B, half, rank, n);
-    // Each chunk is packed once: by its whole-chunk owner, or by the member whose piece starts at row 0.
-    pack_forward(L, P, sh.cf0, sh.cf1);
+    const Share sh = team_share(C, B, half, rank, n);
+    // Each chunk is packed once: by the member packing_range names, or by the one whose piece starts at row 0.
+    int64_t p0, p1;
+    packing_range(sh, C, rank, n, 1, p0, p1);
+    pack_forward(L, P, p0, p1);
     for (int k = 0; k < sh.parts; ++k)
       if (sh.part[k].b0 == 0) pack_forward(L, P, sh.part[k].c, sh.part[k].c + 1);
     barrier.wait();
@@ -402,9 +427,9 @@ void lstm_forward_fused(const LstmSequence& L, const float* x, float* y, int64_t
         else
           blocks(vf{});
       };
-      for (int64_t c = sh.cf0; c < sh.cf1; ++c) rows(c, 0, B);
+      for (int64_t c = sh.cf0; c < sh.cf1; ++c) rows(c, sh.rb0, sh.rb1);
       for (int k = 0; k < sh.parts; ++k) rows(sh.part[k].c, sh.part[k].b0, sh.part[k].b1);
-      barrier.wait();  // the next step reads every unit of h
+      if (!sh.by_rows) barrier.wait();  // the next step reads every unit of h
     }
   });
 }
@@ -420,8 +445,10 @@ void lstm_backward_fused(const LstmSequence& L, const float* dy, int64_t ldy, fl
   const bool half = half_last(H);
   SpinBarrier barrier(team);
   parallel_team(team, [&](int rank, int n) {
-    const Share sh = member_share(C, B, half, rank, n);
-    pack_backward(L, P, sh.cf0, sh.cf1);  // whole chunks in panels of up to 4, pieces alone
+    const Share sh = team_share(C, B, half, rank, n);
+    int64_t p0, p1;
+    packing_range(sh, C, rank, n, 4, p0, p1);
+    pack_backward(L, P, p0, p1);  // whole chunks in panels of up to 4, pieces alone
     for (int k = 0; k < sh.parts; ++k)
       if (sh.part[k].b0 == 0) pack_backward(L, P, sh.part[k].c, sh.part[k].c + 1);
     barrier.wait();
@@ -445,13 +472,13 @@ void lstm_backward_fused(const LstmSequence& L, const float* dy, int64_t ldy, fl
                             cnext + b * H + v0, dgt + b * G + v0, H, nv);
           }
       };
-      cells(0, B, sh.cf0, sh.cf1);
+      cells(sh.rb0, sh.rb1, sh.cf0, sh.cf1);
       for (int k = 0; k < sh.parts; ++k) cells(sh.part[k].b0, sh.part[k].b1, sh.part[k].c, sh.part[k].c + 1);
       if (s == 0 && !need_dh0) break;  // dL/dh_initial is discarded: no product, no barrier
-      barrier.wait();  // the product reads every unit's gate gradients
+      if (!sh.by_rows) barrier.wait();  // the product reads every unit of the rows' gate gradients
       // dL/dh_{t-1} for this member's tiles. The next cell reads only these (no barrier);
       // step t-1's gate gradients go to another slice of dgates than the one read here.
-      over_row_blocks(0, B, [&](int64_t b0, auto r) {
+      over_row_blocks(sh.rb0, sh.rb1, [&](int64_t b0, auto r) {
         backward_rows<decltype(r)::value>(dgt, G, P, dh, H, b0, sh.cf0, sh.cf1);
       });
       for (int k = 0; k < sh.parts; ++k) {

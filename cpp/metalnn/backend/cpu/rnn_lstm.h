@@ -1,8 +1,9 @@
 // The LSTM's per-step work on the CPU (no peephole, no sequence lengths): the recurrent
 // products of a step are small (B x H by H x 4H), where a BLAS call's packing and dispatch
 // cost as much as the arithmetic. Here the weights are packed once per sequence, each step
-// runs a register-blocked product with the cell's nonlinearity as its epilogue, and the
-// hidden units are split over a team of threads that meets at one barrier per step.
+// runs a register-blocked product with the cell's nonlinearity as its epilogue. A team of
+// threads splits the batch rows (no barrier per step) or, for small batches, the hidden units
+// (one barrier per step).
 #pragma once
 #include <cstdint>
 
