@@ -130,8 +130,9 @@ Step rnn_backward(const std::string& label, int dy, int x, int state, int dx, in
     // Frozen weights still need somewhere to put their gradients: the op allocates them.
     const Tensor& in = slot(f, x, "input");
     Tensor seq = image_source ? image_to_sequence(in, op) : in;
+    // The graph's RNN starts from zero states, so dL/d(initial state) has no reader: not computed.
     RnnBackwardResult r = metalnn::rnn_backward(d, seq, dseq, dh_last, {}, ws, f.states[(size_t)state],
-                                                dw >= 0 ? &grad_views : nullptr);
+                                                dw >= 0 ? &grad_views : nullptr, /*initial_state_gradients=*/false);
     if (dx >= 0) f.slots[(size_t)dx] = image_source ? sequence_to_image(r.dx, in.shape()) : r.dx;
     if (dw >= 0) f.slots[(size_t)dw] = flat_grad;
   });
