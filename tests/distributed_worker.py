@@ -66,6 +66,26 @@ def digit(optimizer, keep=1.0):
     return loss
 
 
+def smooth(optimizer):
+    """The digit network's shape with tanh and average pooling: no ReLU or max-pool decision a
+    rounding difference could flip, so two GPUs must stay within rounding of one GPU."""
+    def w(i, o, k, seed, label):
+        return mnn.ConvolutionWeights(i, o, k, seed=seed, optimizer=optimizer, label=label)
+
+    x = mnn.ImageNode()
+    for i, o, seed in ((1, 6, 1), (6, 12, 2)):
+        conv = mnn.ConvolutionNode(x, w(i, o, 5, seed, f"conv{seed}"))
+        x = mnn.PoolingAverageNode(mnn.NeuronTanHNode(conv.result).result, 2, 2).result
+    f1 = mnn.FullyConnectedNode(x, w(12, 32, (7, 7), 3, "fc1"))
+    f2 = mnn.FullyConnectedNode(mnn.NeuronTanHNode(f1.result).result, w(32, 10, (1, 1), 4, "fc2"))
+    return mnn.SoftmaxCrossEntropyLossNode(f2.result)
+
+
+def trace_net(optimizer):
+    """tools/dp_diag.py's network: DP_NET=digit (default) or smooth."""
+    return smooth(optimizer) if os.environ.get("DP_NET") == "smooth" else digit(optimizer)
+
+
 def bn_net(optimizer):
     src = mnn.ImageNode()
     conv = mnn.ConvolutionNode(src, mnn.ConvolutionWeights(1, 6, 3, seed=1, optimizer=optimizer, label="c"))
@@ -137,7 +157,7 @@ def run(scenario: str, out: str, device: str) -> None:
         os.environ["METALNN_CUDNN_LOG"] = os.path.join(out, f"cudnn.rank{r}.log")  # the algorithms chosen
         opts = mnn.distributed.Options(bucket_mb=float(os.environ.get("DP_BUCKET_MB", "0.02")),
                                        deterministic=os.environ.get("DP_DETERMINISTIC") == "1")
-        graph = mnn.Graph.training(digit(mnn.SGD(0.05, momentum=0.9)), device=device, distributed=opts)
+        graph = mnn.Graph.training(trace_net(mnn.SGD(0.05, momentum=0.9)), device=device, distributed=opts)
         for step in range(TRACE_STEPS):
             x, y = data(PER_RANK * dist.world_size(), step)
             arrays[f"loss{step}"] = np.array(graph.run(dist.shard(x), dist.shard(y)).loss)

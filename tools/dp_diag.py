@@ -52,7 +52,7 @@ def reference(graphs: str, device: str = "cuda") -> list[dict]:
     os.environ["METALNN_CUDA_GRAPHS"] = graphs
     os.environ.setdefault("METALNN_CUDNN_LOG", os.path.abspath("dp_diag_ref_cudnn.log"))
     try:
-        g = mnn.Graph.training(worker.digit(mnn.SGD(LR, momentum=MU)), device=device)
+        g = mnn.Graph.training(worker.trace_net(mnn.SGD(LR, momentum=MU)), device=device)
         for node in g.nodes:  # bind the data sources: the initial weights
             if getattr(node, "data_source", None) is not None:
                 g._parameters(node)
@@ -128,14 +128,27 @@ def main() -> None:
                                           "captured_blocking")
     ap.add_argument("--json", default="")
     ap.add_argument("--device", default="cuda", help="cpu: a local check of this script (mpirun)")
+    ap.add_argument("--net", default="digit", choices=["digit", "smooth"],
+                    help="smooth: tanh + average pooling (no decision a rounding difference flips)")
+    ap.add_argument("--save-ref", default="", help="write the 1-GPU reference weights (npz)")
+    ap.add_argument("--compare-ref", default="",
+                    help="a --save-ref file from another run: print its gradients against this reference's")
     ap.add_argument("--budget", type=float, default=400.0, help="stop starting runs after this many seconds")
     args = ap.parse_args()
     t0 = time.time()
+    os.environ["DP_NET"] = args.net  # the workers inherit it
     ref = reference("1", args.device)
     ref_eager = reference("0", args.device)
     report = {"ref_mode": ref[-1].pop("_mode"), "ref_eager_mode": ref_eager[-1].pop("_mode"),
               "ref_graph_vs_eager": analyse(ref, [ref_eager[1:], ref_eager[1:]]), "runs": []}
     print("1 GPU, graphs vs eager:", json.dumps(report["ref_graph_vs_eager"]), flush=True)
+    if args.save_ref:
+        np.savez(args.save_ref, **{f"s{t}/{k}": v for t, w in enumerate(ref) for k, v in w.items()})
+    if args.compare_ref:
+        with np.load(args.compare_ref) as z:
+            other = [{k.split("/", 1)[1]: z[k] for k in z.files if k.startswith(f"s{t}/")} for t in range(len(ref))]
+        report["ref_vs_other_ref"] = gradient_errors(ref, other[1:])
+        print("1 GPU vs the other reference, gradient errors:", json.dumps(report["ref_vs_other_ref"]), flush=True)
     if os.path.exists("dp_diag_ref_cudnn.log"):
         report["ref_cudnn"] = open("dp_diag_ref_cudnn.log").read().splitlines()
         print("1 GPU cuDNN choices:", report["ref_cudnn"], flush=True)
