@@ -946,6 +946,30 @@ def test_rnn_metal_graph_trains_like_cpu():
     assert losses["metal"][2] < losses["metal"][0]
 
 
+def test_activity_image_source_metal_graph_like_cpu():
+    """The activity classifier's graph (conv -> LSTM reading the (N, C, 1, L) image as a sequence
+    -> dense -> loss, SGD) on device "metal": the image <-> sequence transposes run on the GPU and
+    the losses and trained weights follow the CPU graph's."""
+    from metalnn.examples.activity import ActivityClassifier, build_graphs
+
+    r = np.random.default_rng(101)
+    xs = [r.standard_normal((3, 6, 1, 40)).astype(np.float32) for _ in range(3)]
+    ys = [r.integers(0, 4, 3).astype(np.int32) for _ in range(3)]
+    losses, weights = {}, {}
+    for dev in ["cpu", "metal"]:
+        net = ActivityClassifier(conv_channels=5, hidden=7, seed=3)
+        train, _, _ = build_graphs(net, lambda: mnn.SGD(learning_rate=0.05), device=dev)
+        with ran("transpose_matrix_forward") if dev == "metal" else _nothing():
+            losses[dev] = [float(np.asarray(train.run(x, labels=y).loss)) for x, y in zip(xs, ys)]
+        train.synchronize()
+        weights[dev] = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v, np.float64)
+                        for k, v in train.parameters().items()}
+    np.testing.assert_allclose(losses["metal"], losses["cpu"], rtol=1e-4)
+    assert weights["metal"].keys() == weights["cpu"].keys()
+    for k, ref in weights["cpu"].items():
+        np.testing.assert_allclose(weights["metal"][k], ref, rtol=1e-4, atol=1e-5, err_msg=k)
+
+
 def test_digit_graph_training_on_metal():
     """The digit network's training graph (conv, ReLU, pooling, FC, dropout, loss, Adam) on
     device "metal" follows the CPU graph's losses step for step."""
