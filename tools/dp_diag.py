@@ -152,9 +152,9 @@ def main() -> None:
     if os.path.exists("dp_diag_ref_cudnn.log"):
         report["ref_cudnn"] = open("dp_diag_ref_cudnn.log").read().splitlines()
         print("1 GPU cuDNN choices:", report["ref_cudnn"], flush=True)
-    launcher = ["torchrun", "--standalone", "--nproc_per_node=2"] if shutil.which("torchrun") and args.device == "cuda" \
-        else \
-        ["mpirun", "--allow-run-as-root", "-n", "2", sys.executable]
+    launcher = ["mpirun", "--allow-run-as-root", "-n", "2", sys.executable]
+    if shutil.which("torchrun") and args.device == "cuda":
+        launcher = ["torchrun", "--standalone", "--nproc_per_node=2"]
     worker_py = os.path.join(HERE, "..", "tests", "distributed_worker.py")
     for rep in range(args.reps):
         for name in args.variants.split(","):

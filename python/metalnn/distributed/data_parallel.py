@@ -88,10 +88,10 @@ def _env_flag(name: str, default: bool) -> bool:
 
 
 def cuda_graphs_enabled() -> bool:
-    """METALNN_DISTRIBUTED_CUDA_GRAPHS=1 captures distributed CUDA programs once and replays them
-    like single-GPU ones, NCCL calls inside the graph (opt-in: on 2 x H200 the captured digit
-    step sometimes ended off the one-GPU run, cause not found). Default: eager."""
-    return _env_flag("METALNN_DISTRIBUTED_CUDA_GRAPHS", False)
+    """Distributed CUDA programs are captured once and replayed like single-GPU ones, the NCCL
+    calls inside the graph (default); METALNN_DISTRIBUTED_CUDA_GRAPHS=0 keeps them eager, with
+    a host wait per bucket round (a dead peer raises after METALNN_DISTRIBUTED_TIMEOUT)."""
+    return _env_flag("METALNN_DISTRIBUTED_CUDA_GRAPHS", True)
 
 
 def skip_allreduce() -> bool:

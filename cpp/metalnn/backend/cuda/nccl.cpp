@@ -257,10 +257,9 @@ NcclBuckets::NcclBuckets(std::shared_ptr<NcclComm> comm, std::vector<size_t> buc
   cudaStream_t s = nullptr;
   check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), op);
   stream_ = s;
-  // Averages are NCCL's sum all-reduce followed by our own scale kernel: NCCL 2.28.9's ncclAvg,
-  // captured in a CUDA graph, gave every rank the same wrong gradients on 2 x H200 (with or
-  // without NCCL_GRAPH_REGISTER), while ncclSum + scale matched one GPU in the same tests.
-  // METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=avg (diagnosis) uses ncclAvg; =gather all-gathers.
+  // Averages are NCCL's sum all-reduce followed by our own scale kernel (on two ranks the same
+  // bits as the deterministic gather). METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=avg uses ncclAvg,
+  // =gather all-gathers (comparisons only; tools/dp_diag.py).
   const char* env = std::getenv("METALNN_DISTRIBUTED_GRAPH_ALLREDUCE");
   sum_then_scale_ = !(env && (std::strcmp(env, "avg") == 0 || std::strcmp(env, "1") == 0));
   gather_ = deterministic_ || (env && std::strcmp(env, "gather") == 0);
