@@ -114,18 +114,27 @@ void sgemm_parallel(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alp
     sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  // Split the larger of M and N into column/row panels, one product per panel.
-  if (M >= N) {
-    parallel_for(M, std::max<int64_t>(8, M / (threads * 2)), [&](int64_t i0, int64_t i1) {
-      const float* a = ta ? A + i0 : A + i0 * lda;
-      sgemm(ta, tb, i1 - i0, N, K, alpha, a, lda, B, ldb, beta, C + i0 * ldc, ldc);
-    });
-  } else {
-    parallel_for(N, std::max<int64_t>(16, N / (threads * 2)), [&](int64_t j0, int64_t j1) {
-      const float* b = tb ? B + j0 * ldb : B + j0;
-      sgemm(ta, tb, M, j1 - j0, K, alpha, A, lda, b, ldb, beta, C + j0, ldc);
-    });
+  // Split the larger of M and N into one panel per thread (cut at multiples of 16 where the
+  // size allows): each product packs the shared operand, so more panels would pack it more often.
+  const int64_t S = std::max(M, N);
+  const int64_t unit = S >= 16 * threads ? 16 : 1;
+  const int team = (int)std::min<int64_t>(threads, S / std::max<int64_t>(unit, 8));
+  if (team < 2) {
+    sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
   }
+  parallel_team(team, [&](int rank, int n) {
+    const int64_t units = (S + unit - 1) / unit;
+    const int64_t p0 = std::min(S, units * rank / n * unit), p1 = std::min(S, units * (rank + 1) / n * unit);
+    if (p0 >= p1) return;
+    if (M >= N) {
+      const float* a = ta ? A + p0 : A + p0 * lda;
+      sgemm(ta, tb, p1 - p0, N, K, alpha, a, lda, B, ldb, beta, C + p0 * ldc, ldc);
+    } else {
+      const float* b = tb ? B + p0 * ldb : B + p0;
+      sgemm(ta, tb, M, p1 - p0, K, alpha, A, lda, b, ldb, beta, C + p0, ldc);
+    }
+  });
 }
 
 }  // namespace metalnn::cpu
