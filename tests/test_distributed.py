@@ -231,7 +231,7 @@ def test_two_ranks_match_single_process_training(mpi_runs):
 @needs_mpi
 def test_rank0_weights_reach_every_rank(mpi_runs):
     out, _ = mpi_runs
-    ref = _single(worker.digit(mnn.SGD(0.05, momentum=0.9)), 2, 2 * worker.PER_RANK)  # rank 0's seed
+    ref = _single(worker.smooth(mnn.SGD(0.05, momentum=0.9)), 2, 2 * worker.PER_RANK)  # rank 0's seed
     w0, w1 = _weights(_load(out, "broadcast", 0)[0]), _weights(_load(out, "broadcast", 1)[0])
     for k in ref:
         assert np.array_equal(w0[k], w1[k]), k

@@ -58,6 +58,7 @@ fi
 
 # 2b. Two GPUs (when there are): the data-parallel tests, twice (a flaky match would show).
 if want dist; then
+  nvidia-smi topo -m 2>&1 | head -3 | tee -a "$OUT/summary.txt"
   for k in 1 2; do
     timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_distributed.py > "$OUT/dist.log" 2>&1
     log "test_cuda_distributed ($k): $(tail -1 "$OUT/dist.log")"
