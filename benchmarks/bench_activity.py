@@ -2,15 +2,21 @@
 metalnn vs PyTorch CPU, side by side in one process.
 
     python benchmarks/bench_activity.py [--batch 32] [--runs 60] [--threads N] [--clock wall|process]
-                                        [--device cpu|cuda]
+                                        [--settle-ms 50] [--device cpu|cuda]
 
 The network and shapes are those of python/metalnn/examples/activity.py: series of 6 channels x
 100 samples, a 1 x 5 convolution with stride 5 to 20 steps of 32 features, an LSTM of 200 units
 whose final state feeds a dense layer to 4 classes. metalnn runs it two ways, as the example
 does: the kernel API (ActivityClassifier.train_step: RNNMatrixTrainingLayer) and the derived
 training graph (``--graph`` in the example). Steps are interleaved round by round (``--block``
-steps of each per round) so other load hits every path alike. Prints sequences/s (median step) and the
-ratio metalnn / PyTorch (> 1: metalnn is faster). ``--device cuda`` times the training graph on
+steps of each per round) so other load hits every path alike; on the cpu each block starts after
+an untimed pause (``--settle-ms``), since the idle workers of the library that ran the block
+before keep spinning for a while (PyTorch's OpenMP workers for several ms: without the pause the
+first metalnn step after a PyTorch block took twice its time). Prints sequences/s (median step) and the
+ratio metalnn / PyTorch (> 1: metalnn is faster) two ways: the ratio of the medians over the run,
+and per round (the ratio of the two paths' median steps within one round, whose steps ran
+seconds apart at most) the median, 25-75% range and share of rounds >= 1.5x, which a slow spell of
+the shared host hits on both sides alike. ``--device cuda`` times the training graph on
 the GPU against PyTorch on the same GPU (cuDNN's LSTM), both reading each batch from host arrays.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import time
 
 import numpy as np
 from _interleave import add_timing_args, clock_of, threads_of, time_interleaved
@@ -73,6 +80,9 @@ def main(argv=None) -> None:
     add_timing_args(ap, runs=60, warmup=5, block=5)
     ap.add_argument("--paths", default="kernel,graph,pytorch", help="paths to time (comma separated)")
     ap.add_argument("--profile", action="store_true", help="split the kernel-API step into its parts")
+    ap.add_argument("--settle-ms", type=float, default=None,
+                    help="pause before each block so the other library's idle workers stop spinning "
+                         "(default 50 on cpu, 0 on cuda; 0: blocks back to back)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cuda: the training graph and PyTorch on the GPU (the kernel-API path is CPU only)")
     args = ap.parse_args(argv)
@@ -101,7 +111,9 @@ def main(argv=None) -> None:
         except ImportError:
             pass
 
-    times = time_interleaved(paths, list(zip(xs, ys)), args)
+    if args.settle_ms is None:
+        args.settle_ms = 50.0 if args.device == "cpu" else 0.0
+    times = settled_interleaved(paths, list(zip(xs, ys)), args)
 
     print(f"machine: {platform.machine()} {os.cpu_count()} cores; threads {threads}; metalnn BLAS: "
           f"{mnn.blas_info()}; load average {os.getloadavg()[0]:.2f}")
@@ -111,7 +123,7 @@ def main(argv=None) -> None:
         print(f"device: {torch.cuda.get_device_name(0)}; torch {torch.__version__}")
     print(f"activity classifier training step on {args.device}, batch {args.batch} "
           f"(6 x 100 -> conv k5 s5 -> LSTM 200 -> dense 4, Adam), {args.runs} steps per path "
-          f"in interleaved blocks of {args.block} ({args.clock} clock)")
+          f"in interleaved blocks of {args.block} ({args.clock} clock, {args.settle_ms:g} ms pause before each block)")
     base = float(np.median(times["pytorch"])) if "pytorch" in times else None
     for k, ts in times.items():
         med = float(np.median(ts))
@@ -120,8 +132,40 @@ def main(argv=None) -> None:
         if base and k != "pytorch":
             line += f"   speed ratio metalnn/PyTorch {base / med:5.2f}x"
         print(line, flush=True)
+    if base:
+        for k in times:
+            if k != "pytorch":
+                r = round_ratios(times["pytorch"], times[k], args.block)
+                q1, q2, q3 = np.percentile(r, [25, 50, 75])
+                print(f"  per round ({len(r)} rounds of {args.block}) metalnn {k}/PyTorch: median {q2:4.2f}x, "
+                      f"25-75% {q1:4.2f}-{q3:4.2f}x, rounds >= 1.5x: {np.mean(r >= 1.5) * 100:3.0f}%", flush=True)
     if args.profile:
         profile(args, clock, xs, ys)
+
+
+def settled_interleaved(paths: dict, inputs: list, args) -> dict[str, list[float]]:
+    """time_interleaved's rounds, with a pause of --settle-ms before each block (untimed): after
+    its step, each library's idle workers spin for a while (PyTorch's OpenMP ones for several ms)
+    and would take a core from the block that follows."""
+    if args.settle_ms <= 0:
+        return time_interleaved(paths, inputs, args)
+    n = len(inputs)
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    time_interleaved(paths, inputs, argparse.Namespace(**{**vars(args), "runs": 0}))  # warm-up only
+    for r0 in range(0, args.runs, args.block):
+        block = argparse.Namespace(**{**vars(args), "runs": min(args.block, args.runs - r0), "warmup": 0})
+        rotated = inputs[r0 % n:] + inputs[:r0 % n]  # step r reads inputs[r % n], as without pauses
+        for name, fn in paths.items():
+            time.sleep(args.settle_ms / 1e3)
+            times[name] += time_interleaved({name: fn}, rotated, block)[name]
+    return times
+
+
+def round_ratios(base: list[float], other: list[float], block: int) -> np.ndarray:
+    """Per round of ``block`` steps of each path: median base step / median other step."""
+    n = min(len(base), len(other)) // block
+    return np.array([np.median(base[i * block:(i + 1) * block]) / np.median(other[i * block:(i + 1) * block])
+                     for i in range(n)])
 
 
 def profile(args, clock, xs, ys) -> None:

@@ -300,10 +300,10 @@ class RNNMatrixTrainingLayer:
         shapes = self.weight_shapes()
         if len(weights) != len(shapes):
             raise ValueError(f"[{_OP}] weights must hold {len(shapes)} matrices, got {len(weights)}")
-        names = self.weight_names()
-        for w, s, n in zip(weights, shapes, names):
-            if tuple(np.shape(w)) != s:
-                raise ValueError(f"[{_OP}] weights ({n}) must have shape {s}, got {tuple(np.shape(w))}")
+        for k, (w, s) in enumerate(zip(weights, shapes)):
+            if tuple(np.shape(w)) != s:  # names only for the message: this runs every step
+                raise ValueError(f"[{_OP}] weights ({self.weight_names()[k]}) must have shape {s}, got "
+                                 f"{tuple(np.shape(w))}")
         return weights
 
     # ---- sequences ----
@@ -371,9 +371,10 @@ class RNNMatrixTrainingLayer:
             wg = list(weight_gradients)
             if len(wg) != len(weights):
                 raise ValueError(f"[{_OP}] weight_gradients must hold {len(weights)} matrices, got {len(wg)}")
-            for g, w, n in zip(wg, weights, self.weight_names()):
+            for k, (g, w) in enumerate(zip(wg, weights)):
                 if not isinstance(g, np.ndarray) or g.shape != np.shape(w):
-                    raise ValueError(f"[{_OP}] weight_gradients ({n}) must be an array of shape {np.shape(w)}")
+                    raise ValueError(f"[{_OP}] weight_gradients ({self.weight_names()[k]}) must be an array of "
+                                     f"shape {np.shape(w)}")
         # Gradient matrices the kernel can write itself (no copy): contiguous, the weights' dtype.
         direct = weight_gradients is not None and not self.accumulate_weight_gradients and all(
             isinstance(w, np.ndarray) and g.dtype == w.dtype and g.flags.c_contiguous and g.flags.writeable
