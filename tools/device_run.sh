@@ -1,5 +1,5 @@
 # Sourced by the one-call GPU-machine scripts (cuda_graph_ab.sh, cuda_graph_check.sh,
-# dp_capture_check.sh) after they set OUT_NAME, BUDGET_DEFAULT and CAP_MARGIN: goes to the repo
+# dp_diag.sh) after they set OUT_NAME, BUDGET_DEFAULT and CAP_MARGIN: goes to the repo
 # root, makes $OUT, and defines s (log a line to $OUT/summary.txt, with the seconds so far) and
 # cap N (seconds for the next stage: at most N, never past $BUDGET overall minus the margin).
 set -uo pipefail

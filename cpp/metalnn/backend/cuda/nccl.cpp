@@ -34,6 +34,8 @@ struct Lib {
   int (*all_reduce)(const void*, void*, size_t, int, int, void*, cudaStream_t) = nullptr;
   int (*all_gather)(const void*, void*, size_t, int, void*, cudaStream_t) = nullptr;
   int (*broadcast)(const void*, void*, size_t, int, int, void*, cudaStream_t) = nullptr;
+  int (*group_start)() = nullptr;
+  int (*group_end)() = nullptr;
   int version = 0;
   std::string info = "nccl: not loaded";
 };
@@ -60,7 +62,8 @@ bool try_load(const std::string& path, Lib& out) {
             sym(h, "ncclCommInitRank", l.init_rank) && sym(h, "ncclCommDestroy", l.destroy) &&
             sym(h, "ncclCommAbort", l.abort) && sym(h, "ncclCommGetAsyncError", l.async_error) &&
             sym(h, "ncclGetErrorString", l.error_string) && sym(h, "ncclAllReduce", l.all_reduce) &&
-            sym(h, "ncclAllGather", l.all_gather) && sym(h, "ncclBroadcast", l.broadcast);
+            sym(h, "ncclAllGather", l.all_gather) && sym(h, "ncclBroadcast", l.broadcast) &&
+            sym(h, "ncclGroupStart", l.group_start) && sym(h, "ncclGroupEnd", l.group_end);
   if (!ok) {
     out.info = "nccl: " + path + " lacks the NCCL 2 API";
     return false;
@@ -257,21 +260,22 @@ NcclBuckets::NcclBuckets(std::shared_ptr<NcclComm> comm, std::vector<size_t> buc
   cudaStream_t s = nullptr;
   check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), op);
   stream_ = s;
-  // Averages are NCCL's sum all-reduce followed by our own scale kernel (on two ranks the same
-  // bits as the deterministic gather). METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=avg uses ncclAvg,
-  // =gather all-gathers (comparisons only; tools/dp_diag.py).
+  // Averages are NCCL's in-place average all-reduce on each gradient, one NCCL group per
+  // bucket (no staging copies). METALNN_DISTRIBUTED_GRAPH_ALLREDUCE=sum: NCCL's sum plus our
+  // scale kernel; =gather: the deterministic mode's all-gather (comparisons; tools/dp_diag.py).
   const char* env = std::getenv("METALNN_DISTRIBUTED_GRAPH_ALLREDUCE");
-  sum_then_scale_ = !(env && (std::strcmp(env, "avg") == 0 || std::strcmp(env, "1") == 0));
+  sum_then_scale_ = env && std::strcmp(env, "sum") == 0;
   gather_ = deterministic_ || (env && std::strcmp(env, "gather") == 0);
-  const size_t copies = gather_ ? 1 + (size_t)comm_->size() : 1;
+  const size_t copies = 1 + (size_t)comm_->size();
   for (size_t n : sizes_) {
     cudaEvent_t a = nullptr, b = nullptr;
     check(cudaEventCreateWithFlags(&a, cudaEventDisableTiming), op);
     check(cudaEventCreateWithFlags(&b, cudaEventDisableTiming), op);
     ready_.push_back(a);
     done_.push_back(b);
-    float* buf = nullptr;
-    check(cudaMalloc(reinterpret_cast<void**>(&buf), std::max<size_t>(n, 1) * copies * sizeof(float)), op);
+    float* buf = nullptr;  // the gather's bucket and the ranks' copies of it
+    if (gather_)
+      check(cudaMalloc(reinterpret_cast<void**>(&buf), std::max<size_t>(n, 1) * copies * sizeof(float)), op);
     buffers_.push_back(buf);
   }
   started_.assign(sizes_.size(), false);
@@ -282,7 +286,8 @@ NcclBuckets::~NcclBuckets() {
   if (stream_) cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
   for (auto* e : ready_) cudaEventDestroy(static_cast<cudaEvent_t>(e));
   for (auto* e : done_) cudaEventDestroy(static_cast<cudaEvent_t>(e));
-  for (auto* b : buffers_) cudaFree(b);
+  for (auto* b : buffers_)
+    if (b) cudaFree(b);
   if (stream_) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
 }
 
@@ -308,28 +313,38 @@ void NcclBuckets::start(size_t bucket, const std::vector<std::pair<void*, size_t
   // Inside a capture this event is the fork that pulls the side stream into the graph.
   check(cudaEventRecord(ready, main), op);
   check(cudaStreamWaitEvent(side, ready, 0), op);
-  float* buf = buffers_[bucket];
-  size_t off = 0;
-  for (const auto& [p, n] : grads) {
-    check(cudaMemcpyAsync(buf + off, p, n * sizeof(float), cudaMemcpyDeviceToDevice, side), op);
-    off += n;
-  }
   const int nranks = comm_->size();
-  // Deterministic mode: an all-gather plus the rank-ordered sum (same bits on every rank and run).
   if (gather_) {
+    // Deterministic mode: the bucket gathered and summed in rank order (same bits on every rank
+    // and run), through one contiguous buffer.
+    float* buf = buffers_[bucket];
+    size_t off = 0;
+    for (const auto& [p, n] : grads) {
+      check(cudaMemcpyAsync(buf + off, p, n * sizeof(float), cudaMemcpyDeviceToDevice, side), op);
+      off += n;
+    }
     float* gathered = buf + total;
     check_nccl(l.all_gather(buf, gathered, total, kFloat32, comm_->handle(), side), op, "ncclAllGather");
     sum_ranks(gathered, nranks, total, 1.0f / (float)nranks, buf, side);
-  } else if (sum_then_scale_) {
-    check_nccl(l.all_reduce(buf, buf, total, kFloat32, kSum, comm_->handle(), side), op, "ncclAllReduce");
-    sum_ranks(buf, 1, total, 1.0f / (float)nranks, buf, side);  // one "rank": an in-place scale
+    off = 0;
+    for (const auto& [p, n] : grads) {
+      check(cudaMemcpyAsync(p, buf + off, n * sizeof(float), cudaMemcpyDeviceToDevice, side), op);
+      off += n;
+    }
   } else {
-    check_nccl(l.all_reduce(buf, buf, total, kFloat32, kAvg, comm_->handle(), side), op, "ncclAllReduce");
-  }
-  off = 0;
-  for (const auto& [p, n] : grads) {
-    check(cudaMemcpyAsync(p, buf + off, n * sizeof(float), cudaMemcpyDeviceToDevice, side), op);
-    off += n;
+    // One group: NCCL launches the bucket's all-reduces together, each in place.
+    check_nccl(l.group_start(), op, "ncclGroupStart");
+    int r = kSuccess;
+    for (const auto& [p, n] : grads) {
+      r = l.all_reduce(p, p, n, kFloat32, sum_then_scale_ ? kSum : kAvg, comm_->handle(), side);
+      if (r != kSuccess && r != kInProgress) break;
+    }
+    const int ended = l.group_end();  // closed even after a failed call
+    check_nccl(r, op, "ncclAllReduce");
+    check_nccl(ended, op, "ncclGroupEnd");
+    if (sum_then_scale_)
+      for (const auto& [p, n] : grads) sum_ranks(static_cast<float*>(p), 1, n, 1.0f / (float)nranks,
+                                                 static_cast<float*>(p), side);  // an in-place scale
   }
   check(cudaEventRecord(done, side), op);
   started_[bucket] = true;

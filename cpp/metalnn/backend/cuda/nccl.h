@@ -73,11 +73,11 @@ class NcclBuckets {
   bool deterministic_;
   void* stream_ = nullptr;            // cudaStream_t
   std::vector<void*> ready_, done_;   // cudaEvent_t per bucket
-  std::vector<float*> buffers_;       // per bucket; deterministic: followed by nranks gathered copies
+  std::vector<float*> buffers_;       // per bucket, the gather's only: the bucket, then nranks copies
   std::vector<bool> started_, pending_;  // started this round; a round not yet waited for
   bool capture_;
   bool gather_ = false;  // all-gather + rank-ordered sum instead of NCCL's all-reduce
-  bool sum_then_scale_ = true;  // ncclSum + our scale kernel (ncclAvg is wrong inside graphs)
+  bool sum_then_scale_ = false;  // ncclSum + our scale kernel instead of ncclAvg (comparisons)
   bool first_finish_ = true;
 };
 
