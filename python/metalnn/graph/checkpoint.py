@@ -27,6 +27,7 @@ metadata or a checksum mismatch raise ``ValueError("[checkpoint] ...")``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -75,7 +76,7 @@ def _checksum(arrays: Mapping[str, np.ndarray]) -> str:
         h.update(struct.pack("<Q", len(header)))
         h.update(header)
         h.update(struct.pack("<Q", a.nbytes))
-        h.update(a.reshape(-1).view(np.uint8))
+        h.update(a.reshape(-1).view(np.uint8).data)  # the bytes, as a memoryview
     return h.hexdigest()
 
 
@@ -232,6 +233,8 @@ def _read_member(
                 f"{info.file_size - header_len} bytes"
             )
         buf = bytearray(nbytes)
+        # zipfile's reader is a BufferedIOBase (typeshed says IO[bytes], which has no readinto).
+        assert isinstance(f, io.BufferedIOBase)
         got = f.readinto(buf) if nbytes else 0
         if got != nbytes or f.read(1):  # the extra read also makes zipfile check the CRC
             raise _Corrupt(f"array {name!r} is truncated")

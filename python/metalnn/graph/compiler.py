@@ -4,6 +4,7 @@ fusion, states, parameter binding, optimizer updates and slot lifetimes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class StepSpec:
 class Compiled:
     """What an executor needs for one set of input shapes."""
 
-    program: object
+    program: Any                 # a _core.graph.Program (the compiled module has no stubs)
     steps: list
     slot_of: dict
     slot_bytes: list
@@ -295,7 +296,8 @@ class Compiler:
                 last_use[s] = i
             for s in st.states_in + st.states_out:
                 last_state[s] = i
-        releases = [([], []) for _ in self.steps]
+        # Per step: the slots and the states whose last use it is.
+        releases: list[tuple[list[int], list[int]]] = [([], []) for _ in self.steps]
         for s, i in last_use.items():
             if s not in keep:
                 releases[i][0].append(s)

@@ -853,6 +853,7 @@ class ConvolutionWeights(DataSource):
                 "[ConvolutionWeights] metadata key 'layers' is reserved for the descriptors"
             )
         self.load()
+        assert self.weight_array is not None  # load() always creates it
         arrays = {_checkpoint.parameter_key(self._label, "weights"): self.weight_array}
         if self.bias_array is not None:
             arrays[_checkpoint.parameter_key(self._label, "biases")] = self.bias_array

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Sequence
-from typing import Callable
+from typing import Any, Callable, Protocol, TypeGuard
 
 import numpy as np
 
@@ -22,9 +22,33 @@ from .nodes import (
 from .optimizers import learning_rate_scale
 
 
+class _LossNode(Protocol):
+    """What the graph reads of a loss node (SoftmaxCrossEntropyLossNode, nodes_loss.py)."""
+
+    label: str
+    sources: list[ImageNode]
+    result: ImageNode
+    labels: ImageNode   # fed by encode_batch
+    weights: ImageNode
+
+
+class _SourcedNode(Protocol):
+    """What the graph reads of a node whose parameters come from a data source."""
+
+    label: str
+    data_source: Any
+    _descriptor: Any    # the node's descriptor cache, set to what read_parameters returned
+
+
+def _has_data_source(node: object) -> TypeGuard[_SourcedNode]:
+    # The node classes with parameters set data_source in __init__ (FilterNode has none).
+    return getattr(node, "data_source", None) is not None
+
+
 def _topological(results: Sequence[ImageNode]) -> list[FilterNode]:
     """Filter nodes that `results` depend on, producers first (deterministic order)."""
-    order, state = [], {}
+    order: list[FilterNode] = []
+    state: dict[FilterNode, str] = {}   # "open" while its dependencies are walked, then "done"
 
     def deps(node):
         out = [s.producer for s in node.sources if s.producer is not None]
@@ -55,13 +79,13 @@ def _topological(results: Sequence[ImageNode]) -> list[FilterNode]:
     return order
 
 
-def is_loss_node(node) -> bool:
+def is_loss_node(node: object) -> TypeGuard[_LossNode]:
     """A loss node: SoftmaxCrossEntropyLossNode, or a node class declaring ``is_loss = True``
     (nodes_loss.py). Its labels / weights images are fed by encode_batch, its loss has a slot."""
     return isinstance(node, SoftmaxCrossEntropyLossNode) or getattr(type(node), "is_loss", False)
 
 
-def derive_training_exits(loss: FilterNode) -> list[ImageNode]:
+def derive_training_exits(loss: _LossNode) -> list[ImageNode]:
     """Builds the gradient nodes of every filter the loss depends on (reverse
     topological walk; gradients summed with an AdditionNode where an image feeds
     several consumers) and returns the terminal gradient images."""
@@ -198,11 +222,12 @@ class Graph:
         # Distinct optimizers of the graph's data sources (usually one shared by every layer).
         self._optimizers = list({id(o): o for o in map(node_optimizer, self.nodes) if o is not None}.values())
         self.mode = mode or ("training" if has_gradients else "inference")
-        self._params: dict[FilterNode, tuple] = {}
+        self._params: dict[_SourcedNode, tuple] = {}
         self._opt_state: dict[tuple, dict] = {}
         self._state_params: dict[tuple, dict] = {}
         self._dropout_counter = _core.graph.Counter(0)
-        self._compiled: dict[tuple, tuple] = {}
+        # Compiled program, its executor and the slots kept after a batch, by _key().
+        self._compiled: dict[tuple, tuple[Compiled, Any, set[int]]] = {}
         self._current = None
         self._itemsize: dict[ImageNode, int] = {}
         if check_numerics is None:
@@ -215,11 +240,11 @@ class Graph:
         self._distributed = DataParallel(self, options) if options is not None else None
 
     @classmethod
-    def training(cls, loss, **kwargs) -> Graph:
+    def training(cls, loss: ImageNode | FilterNode, **kwargs: Any) -> Graph:
         """The training graph of ``loss`` (a SoftmaxCrossEntropyLossNode or its result),
         derived automatically: the same nodes ``gradient_filter`` would build by hand."""
         node = loss.producer if isinstance(loss, ImageNode) else loss
-        if not is_loss_node(node):
+        if node is None or not is_loss_node(node):
             raise TypeError(f"[Graph] training() needs a loss node, got {loss!r}")
         exits = derive_training_exits(node)
         if not exits:
@@ -268,11 +293,11 @@ class Graph:
             return True
         return bool(self._consumers.get(image))
 
-    def _trains(self, node: FilterNode) -> bool:
+    def _trains(self, node: _SourcedNode) -> bool:
         ds = node.data_source
         return self.is_training and (_overrides_update(ds) or getattr(ds, "optimizer", None) is not None)
 
-    def _parameters(self, node: FilterNode):
+    def _parameters(self, node: _SourcedNode):
         """Loads the node's data source once: descriptor(), load(), weights(), biases(), purge().
 
         Built-in sources back the graph directly (training updates their arrays); the
@@ -361,8 +386,7 @@ class Graph:
         shapes = tuple((img.id, tuple(a.shape), str(a.dtype)) for img, a in feeds.items())
         hyper = tuple(tuple(sorted((k, repr(v)) for k, v in opt.hyperparameters().items()))
                       for opt in self._optimizers)
-        scales = tuple(learning_rate_scale(n.data_source, n.label) for n in self.nodes
-                       if getattr(n, "data_source", None) is not None)
+        scales = tuple(learning_rate_scale(n.data_source, n.label) for n in self.nodes if _has_data_source(n))
         return shapes, self._mode, hyper, scales
 
     def _compile(self, feeds: dict) -> tuple:
@@ -370,7 +394,7 @@ class Graph:
         if key in self._compiled:
             return self._compiled[key]
         for node in self.nodes:  # data sources load first, in the documented order
-            if getattr(node, "data_source", None) is not None:
+            if _has_data_source(node):
                 self._parameters(node)
         for img, a in feeds.items():
             self._itemsize[img] = a.dtype.itemsize

@@ -74,6 +74,8 @@ def read_transpose_parameters(source: Any, *, copy: bool = True) -> Parameters:
     biases ``(out,)``; returns the transposed layer's descriptor."""
     view = _AdjointView(source, copy)
     p = read_parameters(view, copy=copy)
+    desc = view.desc
+    assert desc is not None  # read_parameters asked descriptor() and checked its type
     where = f"[DataSource] {p.label!r}:"
     b = view.bias
     if b is not None:
@@ -81,9 +83,9 @@ def read_transpose_parameters(source: Any, *, copy: bool = True) -> Parameters:
             raise TypeError(f"{where} biases() must return a numpy array or None, got {type(b).__name__}")
         if b.dtype != p.weights.dtype:
             raise TypeError(f"{where} biases() dtype {b.dtype} does not match the weights' dtype {p.weights.dtype}")
-        if b.shape != (view.desc.out_channels,):
-            raise ValueError(f"{where} biases() has shape {b.shape}, expected ({view.desc.out_channels},)")
-    return Parameters(view.desc, p.weights, b, p.label)
+        if b.shape != (desc.out_channels,):
+            raise ValueError(f"{where} biases() has shape {b.shape}, expected ({desc.out_channels},)")
+    return Parameters(desc, p.weights, b, p.label)
 
 
 class ConvolutionTransposeWeights(ConvolutionWeights):
@@ -173,7 +175,7 @@ class ConvolutionTransposeNode(FilterNode):
                  label: str | None = None, accumulation: str = "float"):
         super().__init__([source], label or _ds_label(weights))
         self.data_source = weights
-        self._descriptor = None
+        self._descriptor: ConvolutionDescriptor | None = None
         if isinstance(padding, str) and padding not in ("same", "valid"):
             raise ValueError(f"[{self.kind}] padding: unknown policy {padding!r} (expected 'same', 'valid' or numbers)")
         if callable(padding) and not isinstance(padding, Padding):
@@ -190,19 +192,21 @@ class ConvolutionTransposeNode(FilterNode):
     read_parameters = staticmethod(read_transpose_parameters)
 
     def descriptor(self) -> ConvolutionDescriptor:
-        if self._descriptor is None:
-            self._descriptor = self.data_source.descriptor()
-        return self._descriptor
+        d = self._descriptor
+        if d is None:
+            d = self._descriptor = self.data_source.descriptor()
+        return d
 
     def _resolve(self, h: int, w: int, d: ConvolutionDescriptor):
         """(top, bottom, left, right) and the output padding for an (h, w) input."""
         if self.padding.kind == "same":
-            pads, extra = [], []
+            halves: list[int] = []
+            extra: list[int] = []
             for k, s, dil in ((d.kernel_h, d.stride_h, d.dilation_h), (d.kernel_w, d.stride_w, d.dilation_w)):
                 total = dil * (k - 1) + 1 - s
-                pads += [max(total, 0) // 2, max(total, 0) - max(total, 0) // 2]
+                halves += [max(total, 0) // 2, max(total, 0) - max(total, 0) // 2]
                 extra.append(max(-total, 0))
-            return tuple(pads), tuple(extra)
+            return tuple(halves), tuple(extra)
         pads = self.padding.resolve((h, w), d.kernel_size, d.stride, d.dilation, self.kind)
         return pads, self.output_padding
 

@@ -13,6 +13,7 @@ A policy is one of:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Callable, Union
 
 PaddingSpec = Union[str, int, tuple, "Padding", Callable]
@@ -62,25 +63,29 @@ class Padding:
         raise ValueError(f"[{owner}] padding must be 'same', 'valid', an int, (ph, pw), "
                          f"(top, bottom, left, right) or a callable, got {spec!r}")
 
-    def resolve(self, input_hw, kernel_hw, stride_hw, dilation_hw=(1, 1), owner: str = "padding"):
+    def resolve(self, input_hw: Sequence[int], kernel_hw: Sequence[int], stride_hw: Sequence[int],
+                dilation_hw: Sequence[int] = (1, 1), owner: str = "padding") -> tuple[int, ...]:
         """(top, bottom, left, right) for this input size."""
+        pads: tuple[int, ...]
         if self.kind == "valid":
             pads = (0, 0, 0, 0)
         elif self.kind == "same":
-            pads = []
+            halves: list[int] = []
             for size, k, s, d in zip(input_hw, kernel_hw, stride_hw, dilation_hw):
                 out = -(-size // s)
                 total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
-                pads += [total // 2, total - total // 2]
-            pads = tuple(pads)
-        elif self.kind == "explicit":
+                halves += [total // 2, total - total // 2]
+            pads = tuple(halves)
+        elif self.kind == "explicit" and self.values is not None:
             pads = self.values
-        else:
-            pads = self.fn(tuple(input_hw), tuple(kernel_hw), tuple(stride_hw), tuple(dilation_hw))
-            if not (isinstance(pads, (tuple, list)) and len(pads) == 4 and all(isinstance(p, int) for p in pads)):
+        elif self.fn is not None:
+            custom = self.fn(tuple(input_hw), tuple(kernel_hw), tuple(stride_hw), tuple(dilation_hw))
+            if not (isinstance(custom, (tuple, list)) and len(custom) == 4 and all(isinstance(p, int) for p in custom)):
                 raise ValueError(f"[{owner}] custom padding must return (top, bottom, left, right) ints, "
-                                 f"got {pads!r}")
-            pads = tuple(pads)
+                                 f"got {custom!r}")
+            pads = tuple(custom)
+        else:  # only a Padding(...) built by hand can lack its values or function
+            raise ValueError(f"[{owner}] padding {self!r} has no values or function to resolve")
         if any(p < 0 for p in pads):
             raise ValueError(f"[{owner}] padding must be >= 0, got {pads}")
         return pads
