@@ -33,7 +33,7 @@ import abc
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple, Union, overload
 
 import numpy as np
 
@@ -109,6 +109,24 @@ def _float_array(owner: str, name: str, value: Any) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------
 # descriptor
+
+
+class _PairAxis(property):
+    """Read-only property: one axis of an ``(h, w)`` pair field (``kernel_w`` is ``_kernel[1]``)."""
+
+    def __init__(self, pair: str, axis: int) -> None:
+        super().__init__(lambda obj: getattr(obj, pair)[axis])
+
+    # Typed for mypy (a property built by a call reads as Any): the class gets the property,
+    # an instance the int.
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _PairAxis: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> int: ...
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        return super().__get__(obj, owner)
 
 
 class ConvolutionDescriptor:
@@ -250,29 +268,12 @@ class ConvolutionDescriptor:
     def neuron_b(self) -> float | None:
         return self._b
 
-    @property
-    def kernel_h(self) -> int:
-        return self._kernel[0]
-
-    @property
-    def kernel_w(self) -> int:
-        return self._kernel[1]
-
-    @property
-    def stride_h(self) -> int:
-        return self._stride[0]
-
-    @property
-    def stride_w(self) -> int:
-        return self._stride[1]
-
-    @property
-    def dilation_h(self) -> int:
-        return self._dilation[0]
-
-    @property
-    def dilation_w(self) -> int:
-        return self._dilation[1]
+    kernel_h = _PairAxis("_kernel", 0)
+    kernel_w = _PairAxis("_kernel", 1)
+    stride_h = _PairAxis("_stride", 0)
+    stride_w = _PairAxis("_stride", 1)
+    dilation_h = _PairAxis("_dilation", 0)
+    dilation_w = _PairAxis("_dilation", 1)
 
     # -- derived -----------------------------------------------------------------------
     @property
@@ -370,6 +371,18 @@ class ConvolutionDescriptor:
 # protocol
 
 
+def _check_layer_arrays(owner: str, weights: tuple[str, Any], biases: tuple[str, Any]) -> None:
+    """A layer's (name, value) pairs: the weights' a numpy array, the biases' one or None."""
+    if not isinstance(weights[1], np.ndarray):
+        raise TypeError(
+            f"[{owner}] {weights[0]} must be a numpy array, got {type(weights[1]).__name__}"
+        )
+    if biases[1] is not None and not isinstance(biases[1], np.ndarray):
+        raise TypeError(
+            f"[{owner}] {biases[0]} must be a numpy array or None, got {type(biases[1]).__name__}"
+        )
+
+
 class WeightsState:
     """A layer's parameters handed between the graph and :meth:`DataSource.update`
     (as ``MPSCNNConvolutionWeightsAndBiasesState``): ``weights`` and ``biases`` (or None)."""
@@ -377,14 +390,7 @@ class WeightsState:
     __slots__ = ("weights", "biases")
 
     def __init__(self, weights: np.ndarray, biases: np.ndarray | None = None) -> None:
-        if not isinstance(weights, np.ndarray):
-            raise TypeError(
-                f"[WeightsState] weights must be a numpy array, got {type(weights).__name__}"
-            )
-        if biases is not None and not isinstance(biases, np.ndarray):
-            raise TypeError(
-                f"[WeightsState] biases must be a numpy array or None, got {type(biases).__name__}"
-            )
+        _check_layer_arrays("WeightsState", ("weights", weights), ("biases", biases))
         self.weights = weights
         self.biases = biases
 
@@ -403,16 +409,9 @@ class GradientState:
     def __init__(
         self, weight_gradients: np.ndarray, bias_gradients: np.ndarray | None = None
     ) -> None:
-        if not isinstance(weight_gradients, np.ndarray):
-            raise TypeError(
-                "[GradientState] weight_gradients must be a numpy array, "
-                f"got {type(weight_gradients).__name__}"
-            )
-        if bias_gradients is not None and not isinstance(bias_gradients, np.ndarray):
-            raise TypeError(
-                "[GradientState] bias_gradients must be a numpy array or None, "
-                f"got {type(bias_gradients).__name__}"
-            )
+        _check_layer_arrays(
+            "GradientState", ("weight_gradients", weight_gradients), ("bias_gradients", bias_gradients)
+        )
         self.weight_gradients = weight_gradients
         self.bias_gradients = bias_gradients
 
