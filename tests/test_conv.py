@@ -5,10 +5,16 @@ padding, bad input and NaN propagation."""
 
 import numpy as np
 import pytest
+from conv_family import (
+    check_bad_calls,
+    check_nan_reaches_reference_outputs,
+    check_pytorch_agrees,
+    check_tensor_in_tensor_out,
+)
 
 import metalnn as mnn
 
-from helpers import assert_close, finite_difference, raises_named, randn, rng
+from helpers import assert_close, finite_difference, randn, rng
 
 ops = mnn.ops
 
@@ -299,27 +305,14 @@ def test_mnist_like_shapes_and_threads(n):
 
 
 def test_pytorch_agrees_if_installed():
-    torch = pytest.importorskip("torch")
-    F = torch.nn.functional
-    x, w, b, kw = _make((4, 6, 13, 12, 8, 3, 3, 2, 1, 2, 2), seed=9)
-    y = ops.conv2d_forward(x, w, b, **kw)
-    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    yt = F.conv2d(xt, wt, bt, stride=2, padding=1, dilation=2, groups=2)
-    dy = randn(rng(10), *y.shape)
-    yt.backward(torch.tensor(dy))
-    assert_close(y, yt.detach().numpy(), atol=1e-4)
-    assert_close(ops.conv2d_backward_input(dy, w, x.shape, **kw), xt.grad.numpy(), atol=1e-4)
-    assert_close(ops.conv2d_backward_weight(dy, x, w.shape, **kw), wt.grad.numpy(), atol=1e-4)
-    assert_close(ops.conv2d_backward_bias(dy), bt.grad.numpy(), atol=1e-4)
+    x, w, b, kw = _make((4, 6, 13, 12, 8, 3, 3, 2, 1, 2, 2), seed=9)  # stride, padding, dilation, groups 2, 1, 2, 2
+    check_pytorch_agrees("conv2d", x, w, b, kw, dy_seed=10)
 
 
 def test_nan_propagates_to_dependent_outputs():
     x, w, b, kw = _make(CASES[2], seed=11)
     x[1, 2, 5, 4] = np.nan
-    y = ops.conv2d_forward(x, w, b, **kw)
-    ref = conv_ref(x, w, b, **kw)
-    assert np.isnan(ref).any() and not np.isnan(ref).all()
-    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    y = check_nan_reaches_reference_outputs("conv2d", conv_ref, x, w, b, kw)
     dy = np.zeros_like(y)
     dy[0, 3, 2, 1] = np.nan
     dx = ops.conv2d_backward_input(dy, w, x.shape, **kw)
@@ -333,9 +326,7 @@ def test_nan_propagates_to_dependent_outputs():
 
 def test_tensor_in_tensor_out():
     x, w, b, kw = _make(CASES[1], seed=12)
-    y = ops.conv2d_forward(mnn.tensor(x), mnn.tensor(w), mnn.tensor(b), **kw)
-    assert isinstance(y, mnn.Tensor)
-    assert_close(y.numpy(), conv_ref(x, w, b, **kw), atol=1e-5)
+    check_tensor_in_tensor_out("conv2d", conv_ref, x, w, b, kw)
 
 
 def _bad_calls():
@@ -386,12 +377,7 @@ def _bad_calls():
 
 def test_bad_input_raises_and_leaves_arrays_untouched():
     arrays, calls = _bad_calls()
-    before = [a.copy() for a in arrays]
-    for exc, op, arg, call in calls:
-        with raises_named(exc, op, arg):
-            call()
-    for a, a0 in zip(arrays, before):
-        np.testing.assert_array_equal(a, a0)
+    check_bad_calls(arrays, calls)
     # the same arrays are valid with the right options
     x, w, b, dy = arrays
     assert ops.conv2d_forward(x, w, b, groups=2).shape == dy.shape

@@ -6,10 +6,16 @@ the fused neuron, PyTorch where installed, bad input and NaN propagation."""
 
 import numpy as np
 import pytest
+from conv_family import (
+    check_bad_calls,
+    check_nan_reaches_reference_outputs,
+    check_pytorch_agrees,
+    check_tensor_in_tensor_out,
+)
 
 import metalnn as mnn
 
-from helpers import assert_close, finite_difference, raises_named, randn, rng
+from helpers import assert_close, finite_difference, randn, rng
 
 ops = mnn.ops
 
@@ -201,28 +207,15 @@ def test_float16_close_to_float32_and_half_accumulation():
 
 
 def test_pytorch_agrees_if_installed():
-    torch = pytest.importorskip("torch")
-    F = torch.nn.functional
-    case = (3, 6, 7, 6, 8, 3, 3, 2, 1, 1, 2, 2)
+    case = (3, 6, 7, 6, 8, 3, 3, 2, 1, 1, 2, 2)  # stride, padding, output_padding, dilation, groups 2, 1, 1, 2, 2
     x, w, b, kw = _make(case, seed=10)
-    y = ops.conv_transpose2d_forward(x, w, b, **kw)
-    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    yt = F.conv_transpose2d(xt, wt, bt, stride=2, padding=1, output_padding=1, groups=2, dilation=2)
-    dy = randn(rng(11), *y.shape)
-    yt.backward(torch.tensor(dy))
-    assert_close(y, yt.detach().numpy(), atol=1e-4)
-    assert_close(ops.conv_transpose2d_backward_input(dy, w, x.shape, **kw), xt.grad.numpy(), atol=1e-4)
-    assert_close(ops.conv_transpose2d_backward_weight(dy, x, w.shape, **kw), wt.grad.numpy(), atol=1e-4)
-    assert_close(ops.conv_transpose2d_backward_bias(dy), bt.grad.numpy(), atol=1e-4)
+    check_pytorch_agrees("conv_transpose2d", x, w, b, kw, dy_seed=11)
 
 
 def test_nan_propagates_to_dependent_outputs():
     x, w, b, kw = _make(CASES[0], seed=12)
     x[1, 2, 3, 1] = np.nan
-    y = ops.conv_transpose2d_forward(x, w, b, **kw)
-    ref = convt_ref(x, w, b, **kw)
-    assert np.isnan(ref).any() and not np.isnan(ref).all()
-    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    y = check_nan_reaches_reference_outputs("conv_transpose2d", convt_ref, x, w, b, kw)
     dy = np.zeros_like(y)
     dy[0, 3, 2, 1] = np.inf
     dx = ops.conv_transpose2d_backward_input(dy, w, x.shape, **kw)
@@ -231,9 +224,7 @@ def test_nan_propagates_to_dependent_outputs():
 
 def test_tensor_in_tensor_out():
     x, w, b, kw = _make(CASES[1], seed=13)
-    y = ops.conv_transpose2d_forward(mnn.tensor(x), mnn.tensor(w), mnn.tensor(b), **kw)
-    assert isinstance(y, mnn.Tensor)
-    assert_close(y.numpy(), convt_ref(x, w, b, **kw), atol=1e-5)
+    check_tensor_in_tensor_out("conv_transpose2d", convt_ref, x, w, b, kw)
 
 
 def _bad_calls():
@@ -282,11 +273,6 @@ def _bad_calls():
 
 def test_bad_input_raises_and_leaves_arrays_untouched():
     arrays, calls = _bad_calls()
-    before = [a.copy() for a in arrays]
-    for exc, op, arg, call in calls:
-        with raises_named(exc, op, arg):
-            call()
-    for a, a0 in zip(arrays, before):
-        np.testing.assert_array_equal(a, a0)
+    check_bad_calls(arrays, calls)
     x, w, b, dy = arrays
     assert ops.conv_transpose2d_forward(x, w, b, groups=2, stride=2).shape == dy.shape
