@@ -116,17 +116,20 @@ def learning_rate_scale(source: Any, label: str | None = None) -> float:
 class Optimizer(abc.ABC):
     """Base class of the optimizer descriptors (as ``MPSNNOptimizer``).
 
-    Subclasses define :attr:`kind` (the kernel family: ``mnn.ops.<kind>_step``),
-    :meth:`hyperparameters`, :meth:`state_names`, and ``_kernel`` / ``_kernel_many`` /
-    ``_run_kernel`` (how :meth:`step` and :meth:`step_many` call the kernels). The common
-    arguments are those of
-    ``MPSNNOptimizerDescriptor``: ``weight_decay`` (regularizationScale, >= 0),
-    ``regularization`` ("l2", "l1" or "none"), ``gradient_rescale`` (finite) and ``gradient_clip``
-    (None or (min, max)). Only :attr:`learning_rate` may change after construction (for
-    schedules); everything else is read-only so a validated optimizer stays valid.
+    Subclasses define :attr:`kind` (the kernel family: ``mnn.ops.<kind>_step``), ``_rule``
+    (the names of their own :meth:`hyperparameters`), :meth:`state_names`, and ``_kernel`` /
+    ``_kernel_many`` / ``_state_arguments`` (how :meth:`step` and :meth:`step_many` call the
+    kernels). The common arguments are those of ``MPSNNOptimizerDescriptor``: ``weight_decay``
+    (regularizationScale, >= 0), ``regularization`` ("l2", "l1" or "none"), ``gradient_rescale``
+    (finite) and ``gradient_clip`` (None or (min, max)). Only :attr:`learning_rate` may change
+    after construction (for schedules); everything else is read-only so a validated optimizer
+    stays valid.
     """
 
     kind: ClassVar[str] = ""
+    #: The rule's own hyperparameters (properties of these names), after ``learning_rate`` and
+    #: in the kernel's keyword order.
+    _rule: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -187,9 +190,10 @@ class Optimizer(abc.ABC):
             "regularization": self._regularization,
         }
 
-    @abc.abstractmethod
     def hyperparameters(self) -> dict[str, Any]:
         """Keyword arguments of ``mnn.ops.<kind>_step`` (everything but tensors and ``step``)."""
+        rule = {name: getattr(self, name) for name in self._rule}
+        return {"learning_rate": self._learning_rate, **rule, **self._common()}
 
     @abc.abstractmethod
     def state_names(self) -> tuple[str, ...]:
@@ -240,12 +244,19 @@ class Optimizer(abc.ABC):
     _kernel_many: ClassVar[Callable[..., None]]
 
     @abc.abstractmethod
+    def _state_arguments(self, states: list[Any], t: int) -> tuple[list[Any], dict[str, Any]]:
+        """The kernel's positional arguments after weights and gradients, and its keywords other
+        than the hyperparameters, from the state arrays (or lists of them) in
+        :meth:`state_names` order and the checked step ``t``."""
+
     def _run_kernel(
         self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int,
         **extra: Any,
     ) -> None:
         """Call ``kernel`` (the single or ``_many`` form) with the state arrays, or lists of
-        them, in :meth:`state_names` order, the checked step ``t`` and the keywords ``extra``."""
+        them, the checked step ``t`` and the keywords ``extra``."""
+        positional, keywords = self._state_arguments(states, t)
+        kernel(weights, gradients, *positional, **keywords, **self.hyperparameters(), **extra)
 
     def step(self, weights: Any, gradients: Any, state: Mapping[str, Any], step: int) -> None:
         """Apply one update to ``weights`` and ``state`` in place.
@@ -322,6 +333,7 @@ class SGD(Optimizer):
     """
 
     kind: ClassVar[str] = "sgd"
+    _rule: ClassVar[tuple[str, ...]] = ("momentum", "nesterov")
 
     def __init__(
         self,
@@ -354,26 +366,14 @@ class SGD(Optimizer):
     def nesterov(self) -> bool:
         return self._nesterov
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "learning_rate": self._learning_rate,
-            "momentum": self._momentum,
-            "nesterov": self._nesterov,
-            **self._common(),
-        }
-
     def state_names(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self._momentum > 0 else ()
 
     _kernel = staticmethod(_kernels.sgd_step)
     _kernel_many = staticmethod(_kernels.sgd_step_many)
 
-    def _run_kernel(
-        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int,
-        **extra: Any,
-    ) -> None:
-        # No momentum buffer without momentum.
-        kernel(weights, gradients, states[0] if states else None, **self.hyperparameters(), **extra)
+    def _state_arguments(self, states: list[Any], t: int) -> tuple[list[Any], dict[str, Any]]:
+        return [states[0] if states else None], {}  # no momentum buffer without momentum
 
 
 class Adam(Optimizer):
@@ -389,6 +389,7 @@ class Adam(Optimizer):
     """
 
     kind: ClassVar[str] = "adam"
+    _rule: ClassVar[tuple[str, ...]] = ("beta1", "beta2", "epsilon", "amsgrad")
 
     def __init__(
         self,
@@ -431,28 +432,14 @@ class Adam(Optimizer):
     def amsgrad(self) -> bool:
         return self._amsgrad
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "learning_rate": self._learning_rate,
-            "beta1": self._beta1,
-            "beta2": self._beta2,
-            "epsilon": self._epsilon,
-            "amsgrad": self._amsgrad,
-            **self._common(),
-        }
-
     def state_names(self) -> tuple[str, ...]:
         return ("m", "v", "v_max") if self._amsgrad else ("m", "v")
 
     _kernel = staticmethod(_kernels.adam_step)
     _kernel_many = staticmethod(_kernels.adam_step_many)
 
-    def _run_kernel(
-        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int,
-        **extra: Any,
-    ) -> None:
-        v_max = states[2] if self._amsgrad else None
-        kernel(weights, gradients, states[0], states[1], t, v_max=v_max, **self.hyperparameters(), **extra)
+    def _state_arguments(self, states: list[Any], t: int) -> tuple[list[Any], dict[str, Any]]:
+        return [states[0], states[1], t], {"v_max": states[2] if self._amsgrad else None}
 
 
 class RMSProp(Optimizer):
@@ -465,6 +452,7 @@ class RMSProp(Optimizer):
     """
 
     kind: ClassVar[str] = "rmsprop"
+    _rule: ClassVar[tuple[str, ...]] = ("decay", "epsilon")
 
     def __init__(
         self,
@@ -495,26 +483,15 @@ class RMSProp(Optimizer):
     def epsilon(self) -> float:
         return self._epsilon
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "learning_rate": self._learning_rate,
-            "decay": self._decay,
-            "epsilon": self._epsilon,
-            **self._common(),
-        }
-
     def state_names(self) -> tuple[str, ...]:
         return ("s",)
 
     _kernel = staticmethod(_kernels.rmsprop_step)
     _kernel_many = staticmethod(_kernels.rmsprop_step_many)
 
-    def _run_kernel(
-        self, kernel: Callable[..., None], weights: Any, gradients: Any, states: list[Any], t: int,
-        **extra: Any,
-    ) -> None:
+    def _state_arguments(self, states: list[Any], t: int) -> tuple[list[Any], dict[str, Any]]:
         (s,) = states
-        kernel(weights, gradients, s, **self.hyperparameters(), **extra)
+        return [s], {}
 
 
 _KINDS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSProp}
