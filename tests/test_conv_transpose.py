@@ -50,15 +50,17 @@ def _taps(x_shape, w_shape, stride, dilation):
             yield kh, kw, slice(kh * dh, kh * dh + (H - 1) * sh + 1, sh), slice(kw * dw, kw * dw + (W - 1) * sw + 1, sw)
 
 
+def _layout(x, w, stride, padding, output_padding, dilation, groups):
+    """(Cg, Og, (top, bottom, left, right), (Hc, Wc)): channels per group in and out, the
+    padding and the unpadded output (canvas) size."""
+    return x.shape[1] // groups, w.shape[1], _pads(padding), _canvas(x.shape, w.shape, stride, dilation, output_padding)
+
+
 def convt_ref(x, w, bias=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
     """z[n, g*Og + o, i*sh - top + kh*dh, j*sw - left + kw*dw] += w[c, o, kh, kw] * x[n, c, i, j]."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    N, C, H, W = x.shape
-    _, Og, kH, kW = w.shape
-    Cg = C // groups
-    t, b, l, r = _pads(padding)
-    Hc, Wc = _canvas(x.shape, w.shape, stride, dilation, output_padding)
-    z = np.zeros((N, Og * groups, Hc, Wc))
+    Cg, Og, (t, b, l, r), (Hc, Wc) = _layout(x, w, stride, padding, output_padding, dilation, groups)
+    z = np.zeros((x.shape[0], Og * groups, Hc, Wc))
     for kh, kw, rows, cols in _taps(x.shape, w.shape, stride, dilation):
         for g in range(groups):
             z[:, g * Og:(g + 1) * Og, rows, cols] += np.einsum(
@@ -73,12 +75,8 @@ def convt_ref(x, w, bias=None, stride=1, padding=0, output_padding=0, dilation=1
 def convt_grads_ref(dy, x, w, stride=1, padding=0, output_padding=0, dilation=1, groups=1):
     """(dx, dw, db) of L = sum(y * dy): each input pixel reads back the taps it wrote."""
     x, w, dy = (np.asarray(a, np.float64) for a in (x, w, dy))
-    N, C, H, W = x.shape
-    _, Og, kH, kW = w.shape
-    Cg = C // groups
-    t, b, l, r = _pads(padding)
-    Hc, Wc = _canvas(x.shape, w.shape, stride, dilation, output_padding)
-    full = np.zeros((N, Og * groups, Hc, Wc))
+    Cg, Og, (t, b, l, r), (Hc, Wc) = _layout(x, w, stride, padding, output_padding, dilation, groups)
+    full = np.zeros((x.shape[0], Og * groups, Hc, Wc))
     full[:, :, t:t + dy.shape[2], l:l + dy.shape[3]] = dy
     dx, dw = np.zeros_like(x), np.zeros_like(w)
     for kh, kw, rows, cols in _taps(x.shape, w.shape, stride, dilation):
