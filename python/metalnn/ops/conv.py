@@ -46,7 +46,7 @@ accumulate in float32.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Union
 
 from .. import _core
 from ._util import ArrayLike
@@ -77,6 +77,13 @@ def _shape(value, name: str, op: str) -> list[int]:
     return items
 
 
+def _geometry(op: str, stride: IntOrPair, padding: IntOrPair,
+              dilation: IntOrPair) -> list[list[int]]:
+    """stride, padding and dilation as lists of ints, in that order."""
+    return [_ints(stride, "stride", op), _ints(padding, "padding", op),
+            _ints(dilation, "dilation", op)]
+
+
 def _fused(op: str, neuron: str | None, neuron_a: float | None, neuron_b: float | None,
            return_preactivation: bool) -> dict:
     """The fused-neuron keyword arguments of a forward kernel (shared with linear)."""
@@ -84,26 +91,6 @@ def _fused(op: str, neuron: str | None, neuron_a: float | None, neuron_b: float 
         raise TypeError(f"[{op}] neuron must be a neuron type name (str) or None, got {neuron!r}")
     return {"neuron": neuron, "neuron_a": neuron_a, "neuron_b": neuron_b,
             "return_preactivation": bool(return_preactivation)}
-
-
-_GEOMETRY = ("stride", "padding", "output_padding", "dilation")
-_SHAPES = ("input_shape", "weight_shape")
-
-
-def _run_conv_kernel(op: str, arguments: dict[str, Any]) -> Any:
-    """Calls the binding ``op`` with a wrapper's arguments (its ``locals()``) by name, the
-    geometry as lists of ints and the neuron checked; checks run in signature order and their
-    messages name ``op`` (shared by the convolution and transposed-convolution wrappers)."""
-    kwargs = dict(arguments)
-    for name, value in arguments.items():
-        if name in _GEOMETRY:
-            kwargs[name] = _ints(value, name, op)
-        elif name in _SHAPES:
-            kwargs[name] = _shape(value, name, op)
-    if "neuron" in arguments:
-        kwargs.update(_fused(op, arguments["neuron"], arguments["neuron_a"], arguments["neuron_b"],
-                             arguments["return_preactivation"]))
-    return getattr(_core.ops, op)(**kwargs)
 
 
 def conv2d_forward(
@@ -125,7 +112,11 @@ def conv2d_forward(
     f is the fused ``neuron`` (None: identity). With ``return_preactivation`` returns
     ``(y, z)`` where z = conv2d(x, weight) + bias.
     """
-    return _run_conv_kernel("conv2d_forward", locals())
+    op = "conv2d_forward"
+    return _core.ops.conv2d_forward(
+        x, weight, bias, *_geometry(op, stride, padding, dilation), groups, accumulation,
+        **_fused(op, neuron, neuron_a, neuron_b, return_preactivation),
+    )
 
 
 def conv2d_backward_input(
@@ -139,7 +130,11 @@ def conv2d_backward_input(
     accumulation: str = "float",
 ) -> ArrayLike:
     """dx = d(sum(y * dy))/dx, shape ``input_shape`` = (N, C, H, W)."""
-    return _run_conv_kernel("conv2d_backward_input", locals())
+    op = "conv2d_backward_input"
+    return _core.ops.conv2d_backward_input(
+        dy, weight, _shape(input_shape, "input_shape", op),
+        *_geometry(op, stride, padding, dilation), groups, accumulation,
+    )
 
 
 def conv2d_backward_weight(
@@ -155,7 +150,11 @@ def conv2d_backward_weight(
 
     Always accumulated in float32.
     """
-    return _run_conv_kernel("conv2d_backward_weight", locals())
+    op = "conv2d_backward_weight"
+    return _core.ops.conv2d_backward_weight(
+        dy, x, _shape(weight_shape, "weight_shape", op),
+        *_geometry(op, stride, padding, dilation), groups,
+    )
 
 
 def conv2d_backward_bias(dy: ArrayLike) -> ArrayLike:

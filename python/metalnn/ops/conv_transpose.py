@@ -36,7 +36,12 @@ from collections.abc import Sequence
 
 from .. import _core
 from ._util import ArrayLike
-from .conv import IntOrPair, _run_conv_kernel
+from .conv import IntOrPair, _fused, _ints, _shape
+
+
+def _geometry(op: str, stride, padding, output_padding, dilation) -> list[list[int]]:
+    return [_ints(stride, "stride", op), _ints(padding, "padding", op),
+            _ints(output_padding, "output_padding", op), _ints(dilation, "dilation", op)]
 
 
 def conv_transpose2d_output_size(size: int, kernel: int, stride: int = 1, padding: tuple[int, int] = (0, 0),
@@ -64,7 +69,11 @@ def conv_transpose2d_forward(
 
     ``weight`` is (C_in, C_out/groups, kH, kW); see the module docstring.
     """
-    return _run_conv_kernel("conv_transpose2d_forward", locals())
+    op = "conv_transpose2d_forward"
+    return _core.ops.conv_transpose2d_forward(
+        x, weight, bias, *_geometry(op, stride, padding, output_padding, dilation), groups, accumulation,
+        **_fused(op, neuron, neuron_a, neuron_b, return_preactivation),
+    )
 
 
 def conv_transpose2d_backward_input(
@@ -79,7 +88,11 @@ def conv_transpose2d_backward_input(
     accumulation: str = "float",
 ) -> ArrayLike:
     """dx = d(sum(y * dy))/dx = conv2d(dy, weight), shape ``input_shape`` = (N, C_in, H, W)."""
-    return _run_conv_kernel("conv_transpose2d_backward_input", locals())
+    op = "conv_transpose2d_backward_input"
+    return _core.ops.conv_transpose2d_backward_input(
+        dy, weight, _shape(input_shape, "input_shape", op),
+        *_geometry(op, stride, padding, output_padding, dilation), groups, accumulation,
+    )
 
 
 def conv_transpose2d_backward_weight(
@@ -94,7 +107,11 @@ def conv_transpose2d_backward_weight(
 ) -> ArrayLike:
     """dw[c, o, kh, kw] = sum_{n, i, j} x[n, c, i, j] * dy[n, g*Og + o, i*sh - top + kh*dh, j*sw - left + kw*dw],
     shape ``weight_shape`` = (C_in, C_out/groups, kH, kW); accumulated in float32."""
-    return _run_conv_kernel("conv_transpose2d_backward_weight", locals())
+    op = "conv_transpose2d_backward_weight"
+    return _core.ops.conv_transpose2d_backward_weight(
+        dy, x, _shape(weight_shape, "weight_shape", op),
+        *_geometry(op, stride, padding, output_padding, dilation), groups,
+    )
 
 
 def conv_transpose2d_backward_bias(dy: ArrayLike) -> ArrayLike:

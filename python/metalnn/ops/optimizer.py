@@ -33,9 +33,6 @@ from collections.abc import Sequence
 from .. import _core
 from ._util import ArrayLike
 
-# Each wrapper passes its arguments by name to the binding of the same name (locals() at the
-# top of a body holds exactly the arguments), so no wrapper repeats its parameter list.
-
 
 def sgd_step(
     weights: ArrayLike,
@@ -59,7 +56,18 @@ def sgd_step(
     may be omitted (then w -= learning_rate * g). Ranges: learning_rate >= 0,
     0 <= momentum < 1, weight_decay >= 0, clip lo <= hi.
     """
-    _core.ops.sgd_step(**locals())
+    _core.ops.sgd_step(
+        weights,
+        gradients,
+        momentum_buffer,
+        learning_rate,
+        momentum,
+        nesterov,
+        weight_decay,
+        gradient_rescale,
+        gradient_clip,
+        regularization,
+    )
 
 
 def adam_step(
@@ -94,7 +102,23 @@ def adam_step(
     (float32) is required with amsgrad and ignored (left untouched) without it.
     Ranges: learning_rate >= 0, 0 <= beta1, beta2 < 1, epsilon > 0, step >= 1.
     """
-    _core.ops.adam_step(**locals())
+    _core.ops.adam_step(
+        weights,
+        gradients,
+        m,
+        v,
+        step,
+        learning_rate,
+        beta1,
+        beta2,
+        epsilon,
+        amsgrad,
+        v_max,
+        weight_decay,
+        gradient_rescale,
+        gradient_clip,
+        regularization,
+    )
 
 
 def rmsprop_step(
@@ -116,7 +140,18 @@ def rmsprop_step(
 
     Ranges: learning_rate >= 0, 0 <= decay < 1, epsilon > 0.
     """
-    _core.ops.rmsprop_step(**locals())
+    _core.ops.rmsprop_step(
+        weights,
+        gradients,
+        s,
+        learning_rate,
+        decay,
+        epsilon,
+        weight_decay,
+        gradient_rescale,
+        gradient_clip,
+        regularization,
+    )
 
 
 def sgd_step_many(
@@ -135,7 +170,19 @@ def sgd_step_many(
     """:func:`sgd_step` on every ``weights[i]`` at once (lists of equal length; errors name
     ``weights[i]``), with learning rate ``learning_rate * learning_rate_scales[i]``. All tensors
     are checked before any is updated."""
-    _core.ops.sgd_step_many(**locals())
+    _core.ops.sgd_step_many(
+        weights,
+        gradients,
+        momentum_buffers,
+        learning_rate,
+        momentum,
+        nesterov,
+        weight_decay,
+        gradient_rescale,
+        gradient_clip,
+        regularization,
+        learning_rate_scales,
+    )
 
 
 def adam_step_many(
@@ -157,7 +204,24 @@ def adam_step_many(
     learning_rate_scales: Sequence[float] | None = None,
 ) -> None:
     """:func:`adam_step` on every ``weights[i]`` at once (one shared ``step``)."""
-    _core.ops.adam_step_many(**locals())
+    _core.ops.adam_step_many(
+        weights,
+        gradients,
+        m,
+        v,
+        step,
+        learning_rate,
+        beta1,
+        beta2,
+        epsilon,
+        amsgrad,
+        v_max,
+        weight_decay,
+        gradient_rescale,
+        gradient_clip,
+        regularization,
+        learning_rate_scales,
+    )
 
 
 def rmsprop_step_many(
@@ -174,4 +238,16 @@ def rmsprop_step_many(
     learning_rate_scales: Sequence[float] | None = None,
 ) -> None:
     """:func:`rmsprop_step` on every ``weights[i]`` at once."""
-    _core.ops.rmsprop_step_many(**locals())
+    _core.ops.rmsprop_step_many(
+        weights,
+        gradients,
+        s,
+        learning_rate,
+        decay,
+        epsilon,
+        weight_decay,
+        gradient_rescale,
+        gradient_clip,
+        regularization,
+        learning_rate_scales,
+    )
