@@ -5,9 +5,6 @@
 
 namespace metalnn::cpu {
 
-void arithmetic_forward(const Tensor& a, const Tensor& b, const Tensor& y, const MnnArithmeticParams& p);
-// g (the operand's shape) = the sum over broadcast positions of the op's gradient term.
-void arithmetic_backward(const Tensor& dy, const Tensor& a, const Tensor& b, const Tensor& g,
-                         const MnnArithmeticParams& p);
+#include "metalnn/backend/kernels/arithmetic.inc"
 
 }  // namespace metalnn::cpu

@@ -1,3 +1,4 @@
+// Softmax / log-softmax on the CPU, and the float32 row / column kernels the loss shares.
 #pragma once
 #include <functional>
 #include <vector>
@@ -7,8 +8,7 @@
 
 namespace metalnn::cpu {
 
-void softmax_forward(const Tensor& x, const Tensor& y, const MnnSoftmaxParams& p);
-void softmax_backward(const Tensor& dy, const Tensor& y, const Tensor& dx, const MnnSoftmaxParams& p);
+#include "metalnn/backend/kernels/softmax.inc"
 
 // out = exp(in) to about 1 ulp, vectorised (in == out allowed).
 void exp_n(const float* in, float* out, int64_t n);

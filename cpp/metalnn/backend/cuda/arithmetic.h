@@ -5,8 +5,6 @@
 
 namespace metalnn::cuda {
 
-void arithmetic_forward(const Tensor& a, const Tensor& b, const Tensor& y, const MnnArithmeticParams& p);
-void arithmetic_backward(const Tensor& dy, const Tensor& a, const Tensor& b, const Tensor& g,
-                         const MnnArithmeticParams& p);
+#include "metalnn/backend/kernels/arithmetic.inc"
 
 }  // namespace metalnn::cuda

@@ -13,6 +13,7 @@ struct DeviceSeed {
   int64_t offset = 0;
   uint64_t base = 0;
 };
+// As the CPU's and Metal's (kernels/dropout.inc), plus the device seed.
 void dropout_forward(const Tensor& x, const Tensor& y, const Tensor& mask, const MnnDropoutParams& p,
                      const DeviceSeed& device_seed = {});
 void dropout_backward(const Tensor& dy, const Tensor& mask, const Tensor& dx, const MnnDropoutParams& p);

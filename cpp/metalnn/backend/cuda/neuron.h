@@ -5,14 +5,7 @@
 
 namespace metalnn::cuda {
 
-void neuron_forward(const Tensor& x, const Tensor& y, const MnnNeuronParams& p);
-void neuron_backward(const Tensor& dy, const Tensor& x, const Tensor& dx, const MnnNeuronParams& p);
-
-// PReLU over x as (outer, channels, inner); slopes (channels,).
-void prelu_forward(const Tensor& x, const Tensor& slopes, const Tensor& y, const MnnPReLUParams& p);
-void prelu_backward_input(const Tensor& dy, const Tensor& x, const Tensor& slopes, const Tensor& dx,
-                          const MnnPReLUParams& p);
-void prelu_backward_slopes(const Tensor& dy, const Tensor& x, const Tensor& ds, const MnnPReLUParams& p);
+#include "metalnn/backend/kernels/neuron.inc"
 
 // Layer epilogue: z = acc + bias[o], y = neuron(z) (z may be null); acc is float32 (N, O, P),
 // or (O, N, P) when o_major. acc may alias y for float32 storage.

@@ -5,7 +5,6 @@
 
 namespace metalnn::cuda {
 
-void softmax_forward(const Tensor& x, const Tensor& y, const MnnSoftmaxParams& p);
-void softmax_backward(const Tensor& dy, const Tensor& y, const Tensor& dx, const MnnSoftmaxParams& p);
+#include "metalnn/backend/kernels/softmax.inc"
 
 }  // namespace metalnn::cuda

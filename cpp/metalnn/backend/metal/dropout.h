@@ -5,7 +5,6 @@
 
 namespace metalnn::metal {
 
-void dropout_forward(const Tensor& x, const Tensor& y, const Tensor& mask, const MnnDropoutParams& p);
-void dropout_backward(const Tensor& dy, const Tensor& mask, const Tensor& dx, const MnnDropoutParams& p);
+#include "metalnn/backend/kernels/dropout.inc"
 
 }  // namespace metalnn::metal

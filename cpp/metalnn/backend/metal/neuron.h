@@ -6,12 +6,6 @@
 
 namespace metalnn::metal {
 
-void neuron_forward(const Tensor& x, const Tensor& y, const MnnNeuronParams& p);
-void neuron_backward(const Tensor& dy, const Tensor& x, const Tensor& dx, const MnnNeuronParams& p);
-
-void prelu_forward(const Tensor& x, const Tensor& slopes, const Tensor& y, const MnnPReLUParams& p);
-void prelu_backward_input(const Tensor& dy, const Tensor& x, const Tensor& slopes, const Tensor& dx,
-                          const MnnPReLUParams& p);
-void prelu_backward_slopes(const Tensor& dy, const Tensor& x, const Tensor& ds, const MnnPReLUParams& p);
+#include "metalnn/backend/kernels/neuron.inc"
 
 }  // namespace metalnn::metal

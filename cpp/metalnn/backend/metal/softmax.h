@@ -6,8 +6,6 @@
 
 namespace metalnn::metal {
 
-void softmax_forward(const Tensor& x, const Tensor& y, const MnnSoftmaxParams& p);
-// y is the forward output (log-softmax output when p.log).
-void softmax_backward(const Tensor& dy, const Tensor& y, const Tensor& dx, const MnnSoftmaxParams& p);
+#include "metalnn/backend/kernels/softmax.inc"
 
 }  // namespace metalnn::metal
