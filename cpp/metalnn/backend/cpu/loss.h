@@ -1,3 +1,5 @@
+// Losses on the CPU: softmax cross-entropy, the generic loss and the YOLO loss; reductions
+// return the value (accumulated in double).
 #pragma once
 #include "kernels/loss_params.h"
 #include "metalnn/core/tensor.h"
@@ -11,23 +13,9 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, c
                                    const Tensor& probs, const Tensor& loss, const MnnSoftmaxCrossEntropyParams& p);
 // Sum (or mean, by p.reduction) of the per-position losses, accumulated in double.
 float reduce_loss(const Tensor& loss, const MnnSoftmaxCrossEntropyParams& p);
-// dlogits = scale * dloss[pos] * w_n * (p - target); dloss is read only when
-// p.dloss_per_position.
-void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& weights,
-                                    const Tensor& dloss, const Tensor& dlogits,
-                                    const MnnSoftmaxCrossEntropyParams& p);
-
-// Generic loss: loss (float32, one value per term) and grad (float32, predictions' shape) =
-// weight * d term / d prediction. labels: float32 of the predictions' shape; weights float32
-// per sample or per term (p.weights_mode).
-void loss_forward(const Tensor& predictions, const Tensor& labels, const Tensor& weights, const Tensor& loss,
-                  const Tensor& grad, const MnnLossParams& p);
 // p.scale * sum of the p.count per-term losses, accumulated in double.
 float reduce_loss_terms(const Tensor& loss, const MnnLossParams& p);
-// dpred = p.scale * (dloss[term] when p.dloss_per_term) * grad, in dpred's dtype.
-void loss_backward(const Tensor& grad, const Tensor& dloss, const Tensor& dpred, const MnnLossParams& p);
-// YOLO loss: per-element loss and gradient (float32, predictions' shape); labels float32.
-void yolo_loss_forward(const Tensor& predictions, const Tensor& labels, const Tensor& loss, const Tensor& grad,
-                       const MnnYoloLossParams& p);
+
+#include "metalnn/backend/kernels/loss.inc"
 
 }  // namespace metalnn::cpu

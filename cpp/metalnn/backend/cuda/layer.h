@@ -8,18 +8,8 @@
 
 namespace metalnn::cuda {
 
-// z (pre-activation) may be undefined.
-void fully_connected_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
-                             const MnnFullyConnectedParams& p, const MnnNeuronParams& neuron, const Tensor& z);
-void fully_connected_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx,
-                                    const MnnFullyConnectedParams& p);
-void fully_connected_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw,
-                                     const MnnFullyConnectedParams& p);
-
-void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, const MnnConv2dParams& p,
-                    const MnnNeuronParams& neuron, const Tensor& z);
-void conv2d_backward_input(const Tensor& dy, const Tensor& w, const Tensor& dx, const MnnConv2dParams& p);
-void conv2d_backward_weight(const Tensor& dy, const Tensor& x, const Tensor& dw, const MnnConv2dParams& p);
+#include "metalnn/backend/kernels/linear.inc"
+#include "metalnn/backend/kernels/conv.inc"
 
 // The layer epilogue (neuron.cu) reading a float16 accumulator (N, O, P) straight from cuDNN or
 // cuBLAS, so float16 layers need no widening pass: z = acc + bias[o], y = neuron(z).
