@@ -31,14 +31,19 @@ def threads_of(args) -> int:
 def time_interleaved(paths: dict, inputs: list, args) -> dict[str, list[float]]:
     """Seconds per call of each path (called as fn(*inputs[i % len(inputs)])) after --warmup calls.
     Rounds of --block calls per path: with more than one thread, each library's idle workers spin
-    for a while after its calls and would take the cores from the other at every switch."""
+    for a while after its calls and would take the cores from the other at every switch. An
+    ``args.settle_ms`` > 0 pauses that long (untimed) before each block, so a block starts from
+    idle workers instead of the other library's spinning ones."""
     clock = clock_of(args)
+    settle = float(getattr(args, "settle_ms", 0) or 0) / 1e3
     times: dict[str, list[float]] = {k: [] for k in paths}
     for i in range(args.warmup):
         for fn in paths.values():
             fn(*inputs[i % len(inputs)])
     for r0 in range(0, args.runs, args.block):
         for name, fn in paths.items():
+            if settle > 0:
+                time.sleep(settle)
             for r in range(r0, min(args.runs, r0 + args.block)):
                 x = inputs[r % len(inputs)]
                 t = clock()

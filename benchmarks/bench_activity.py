@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 
 import numpy as np
 from _interleave import add_timing_args, clock_of, threads_of, time_interleaved
@@ -113,7 +112,7 @@ def main(argv=None) -> None:
 
     if args.settle_ms is None:
         args.settle_ms = 50.0 if args.device == "cpu" else 0.0
-    times = settled_interleaved(paths, list(zip(xs, ys)), args)
+    times = time_interleaved(paths, list(zip(xs, ys)), args)
 
     print(f"machine: {platform.machine()} {os.cpu_count()} cores; threads {threads}; metalnn BLAS: "
           f"{mnn.blas_info()}; load average {os.getloadavg()[0]:.2f}")
@@ -141,24 +140,6 @@ def main(argv=None) -> None:
                       f"25-75% {q1:4.2f}-{q3:4.2f}x, rounds >= 1.5x: {np.mean(r >= 1.5) * 100:3.0f}%", flush=True)
     if args.profile:
         profile(args, clock, xs, ys)
-
-
-def settled_interleaved(paths: dict, inputs: list, args) -> dict[str, list[float]]:
-    """time_interleaved's rounds, with a pause of --settle-ms before each block (untimed): after
-    its step, each library's idle workers spin for a while (PyTorch's OpenMP ones for several ms)
-    and would take a core from the block that follows."""
-    if args.settle_ms <= 0:
-        return time_interleaved(paths, inputs, args)
-    n = len(inputs)
-    times: dict[str, list[float]] = {k: [] for k in paths}
-    time_interleaved(paths, inputs, argparse.Namespace(**{**vars(args), "runs": 0}))  # warm-up only
-    for r0 in range(0, args.runs, args.block):
-        block = argparse.Namespace(**{**vars(args), "runs": min(args.block, args.runs - r0), "warmup": 0})
-        rotated = inputs[r0 % n:] + inputs[:r0 % n]  # step r reads inputs[r % n], as without pauses
-        for name, fn in paths.items():
-            time.sleep(args.settle_ms / 1e3)
-            times[name] += time_interleaved({name: fn}, rotated, block)[name]
-    return times
 
 
 def round_ratios(base: list[float], other: list[float], block: int) -> np.ndarray:
