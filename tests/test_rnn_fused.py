@@ -38,17 +38,25 @@ CASES = {
 }
 
 
+def _case_inputs(case: str, seed: int):
+    """(rng, layers, directions, weights, x, initial h or None) of a case; the weights use seed + 1,
+    and the rng goes on drawing after x and h0."""
+    T, B, sizes, bidir, with_states = CASES[case]
+    r = rng(seed)
+    layers = _lstm(sizes, bidir)
+    D = 2 if bidir else 1
+    w = make_weights(layers, bidir, seed=seed + 1, scale=0.3)
+    x = r.standard_normal((T, B, sizes[0])).astype(np.float32)
+    h0 = [(r.standard_normal((B, s[2])) * 0.5).astype(np.float32) for s in layers for _ in range(D)] \
+        if with_states else None
+    return r, layers, D, w, x, h0
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_fused_lstm_forward_and_gradients(case, threads):
     T, B, sizes, bidir, with_states = CASES[case]
-    r = rng(21)
-    layers = _lstm(sizes, bidir)
-    D = 2 if bidir else 1
-    w = make_weights(layers, bidir, seed=22, scale=0.3)
-    x = r.standard_normal((T, B, sizes[0])).astype(np.float32)
+    r, layers, D, w, x, h0 = _case_inputs(case, 21)
     n = len(layers) * D
-    h0 = [(r.standard_normal((B, s[2])) * 0.5).astype(np.float32) for s in layers for _ in range(D)] \
-        if with_states else None
     c0 = [(r.standard_normal((B, s[2])) * 0.5).astype(np.float32) for s in layers for _ in range(D)] \
         if with_states else None
     full = np.full(B, T, np.int32)  # every sequence at full length: same math, general path
@@ -132,13 +140,7 @@ def test_backward_without_initial_state_gradients(case, threads):
     # initial_state_gradients=False skips the first step's recurrent product: dh0 / dc0 come back
     # None and every other gradient has the same bits as the full call.
     T, B, sizes, bidir, with_states = CASES[case]
-    r = rng(31)
-    layers = _lstm(sizes, bidir)
-    D = 2 if bidir else 1
-    w = make_weights(layers, bidir, seed=32, scale=0.3)
-    x = r.standard_normal((T, B, sizes[0])).astype(np.float32)
-    h0 = [(r.standard_normal((B, s[2])) * 0.5).astype(np.float32) for s in layers for _ in range(D)] \
-        if with_states else None
+    r, layers, D, w, x, h0 = _case_inputs(case, 31)
     _, _, _, st = rnn_forward(x, w, layers, bidir, h0, None, training=True)
     gh = [r.standard_normal((B, s[2])).astype(np.float32) for s in layers for _ in range(D)]
     dy = r.standard_normal((T, B, sizes[-1] * D)).astype(np.float32)

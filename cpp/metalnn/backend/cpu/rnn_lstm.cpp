@@ -457,6 +457,18 @@ void packing_range(const Share& sh, int64_t C, int rank, int team, int64_t group
   p1 = sh.by_rows ? (rank + 1 == team ? C : cut(rank + 1)) : sh.cf1;
 }
 
+// Packs this member's share of the weight panels, then waits for the others: whole chunks in
+// groups of `group` (packing_range), and each piece by the member whose rows start at 0.
+template <class Pack>
+void pack_team_share(const Share& sh, int64_t C, int rank, int n, int64_t group, SpinBarrier& barrier, Pack pack) {
+  int64_t p0, p1;
+  packing_range(sh, C, rank, n, group, p0, p1);
+  pack(p0, p1);
+  for (int k = 0; k < sh.parts; ++k)
+    if (sh.part[k].b0 == 0) pack(sh.part[k].c, sh.part[k].c + 1);
+  barrier.wait();
+}
+
 }  // namespace
 
 void lstm_forward_fused(const LstmSequence& L, const float* x, float* y, int64_t ldy, bool h0_zero) {
@@ -468,13 +480,7 @@ void lstm_forward_fused(const LstmSequence& L, const float* x, float* y, int64_t
   SpinBarrier barrier(team);
   parallel_team(team, [&](int rank, int n) {
     const Share sh = team_share(C, B, half, rank, n);
-    // Each chunk is packed once: by the member packing_range names, or by the one whose piece starts at row 0.
-    int64_t p0, p1;
-    packing_range(sh, C, rank, n, 1, p0, p1);
-    pack_forward(L, P, p0, p1);
-    for (int k = 0; k < sh.parts; ++k)
-      if (sh.part[k].b0 == 0) pack_forward(L, P, sh.part[k].c, sh.part[k].c + 1);
-    barrier.wait();
+    pack_team_share(sh, C, rank, n, 1, barrier, [&](int64_t c0, int64_t c1) { pack_forward(L, P, c0, c1); });
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = L.reverse ? T - 1 - s : s, tn = L.reverse ? t - 1 : t + 1;
       const bool last = s + 1 == T;
@@ -511,12 +517,8 @@ void lstm_backward_fused(const LstmSequence& L, const float* dy, int64_t ldy, fl
   SpinBarrier barrier(team);
   parallel_team(team, [&](int rank, int n) {
     const Share sh = team_share(C, B, half, rank, n);
-    int64_t p0, p1;
-    packing_range(sh, C, rank, n, 4, p0, p1);
-    pack_backward(L, P, p0, p1);  // whole chunks in panels of up to 4, pieces alone
-    for (int k = 0; k < sh.parts; ++k)
-      if (sh.part[k].b0 == 0) pack_backward(L, P, sh.part[k].c, sh.part[k].c + 1);
-    barrier.wait();
+    // Whole chunks in panels of up to 4, pieces alone.
+    pack_team_share(sh, C, rank, n, 4, barrier, [&](int64_t c0, int64_t c1) { pack_backward(L, P, c0, c1); });
     for (int64_t s = T - 1; s >= 0; --s) {
       const int64_t t = L.reverse ? T - 1 - s : s, tn = L.reverse ? t - 1 : t + 1;
       const float* gt = L.gates + t * B * G;
